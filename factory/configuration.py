@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Mapping
 
 #: Keys that name code in transformers configs; never followed, never written back.
 CODE_KEYS = ("auto_map", "custom_pipelines")
+#: Attributes the factory attaches at build time; not part of the config.
+RUNTIME_KEYS = ("factory_provenance",)
 
 
 class Config:
@@ -70,7 +72,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Defaults merged with instance values, plus ``model_type``; JSON-ready."""
         out = {k: copy.deepcopy(v) for k, v in self.defaults().items()}
-        out.update(copy.deepcopy(vars(self)))
+        out.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in RUNTIME_KEYS}))
         if self.model_type:
             out["model_type"] = self.model_type
         return out

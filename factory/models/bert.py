@@ -1,0 +1,835 @@
+"""BERT (Devlin et al., 2018) in plain torch, with every head transformers offers.
+
+Parameter names equal those in checkpoints saved by transformers, so Hub
+checkpoints load as they are. Attention runs through
+``torch.nn.functional.scaled_dot_product_attention``; the padding mask is a
+boolean ``(batch, 1, 1, seq)`` mask, and no mask is built when nothing is
+padded. ``output_attentions=True`` switches to an explicit softmax so the
+attention probabilities can be returned.
+
+Classes (task -> class):
+    model                     BertModel
+    pretraining               BertForPreTraining
+    masked-lm                 BertForMaskedLM
+    next-sentence-prediction  BertForNextSentencePrediction
+    sequence-classification   BertForSequenceClassification
+    multiple-choice           BertForMultipleChoice
+    token-classification      BertForTokenClassification
+    question-answering        BertForQuestionAnswering
+    text-encoding             BertForTextEncoding (the trunk, as AutoModelForTextEncoding)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from factory.configuration import Config
+from factory.errors import ConfigError, FactoryError
+from factory.outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceOutput,
+    NextSentencePredictorOutput,
+    PreTrainingOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+class ModelInputError(FactoryError, ValueError):
+    """A model was called with inputs it cannot use (wrong shape, missing pair)."""
+
+
+class BertConfig(Config):
+    """BERT hyper-parameters; defaults are those of transformers' ``BertConfig``.
+
+    ``num_labels`` is derived from ``id2label`` as in transformers: without
+    ``id2label`` it defaults to 2 (``LABEL_0``, ``LABEL_1``); an explicit
+    ``num_labels`` that disagrees with ``id2label`` wins and regenerates the
+    labels (what ``from_pretrained(..., num_labels=n)`` does for a new head).
+    """
+
+    model_type = "bert"
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    position_embedding_type: str = "absolute"
+    classifier_dropout: float | None = None
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        num_labels = kwargs.pop("num_labels", None)
+        super().__init__(**kwargs)
+        if self.id2label is not None:
+            self.id2label = {int(k): v for k, v in self.id2label.items()}
+        if self.id2label is None or (num_labels is not None and num_labels != len(self.id2label)):
+            self.num_labels = 2 if num_labels is None else num_labels
+        elif self.label2id is None:
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(
+                f"BertConfig: problem_type {self.problem_type!r} is not one of {list(PROBLEM_TYPES)}",
+                hint="set problem_type to one of those, or leave it null to infer it from the labels",
+            )
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            raise ConfigError(
+                "BertConfig: problem_type 'single_label_classification' needs num_labels > 1, found 1",
+                hint="use num_labels=2 for binary classification, or problem_type 'regression'",
+            )
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label) if self.id2label is not None else 2
+
+    @num_labels.setter
+    def num_labels(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"BertConfig: num_labels must be a positive integer, found {value!r}")
+        self.id2label = {i: f"LABEL_{i}" for i in range(value)}
+        self.label2id = {label: i for i, label in self.id2label.items()}
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+#: ``hidden_act`` names (as in transformers' ACT2FN) that BERT checkpoints use.
+ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_new": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def _check_config(config: BertConfig) -> None:
+    """Reject configs this implementation would otherwise run wrongly."""
+    if config.hidden_size % config.num_attention_heads:
+        raise ConfigError(
+            f"BERT: hidden_size ({config.hidden_size}) is not a multiple of "
+            f"num_attention_heads ({config.num_attention_heads})",
+            hint="fix hidden_size or num_attention_heads in config.json",
+        )
+    if config.hidden_act not in ACTIVATIONS:
+        raise ConfigError(
+            f"BERT: hidden_act {config.hidden_act!r} is not supported; supported: {sorted(ACTIVATIONS)}",
+            hint="use one of the supported activations, or register your own model class",
+        )
+    if config.position_embedding_type != "absolute":
+        raise ConfigError(
+            f"BERT: position_embedding_type {config.position_embedding_type!r} is not supported; "
+            "only 'absolute' is implemented (as in transformers 5)",
+            hint="use a checkpoint with absolute position embeddings",
+        )
+    if config.add_cross_attention:
+        raise ConfigError(
+            "BERT: add_cross_attention=True (BERT as the decoder of an encoder-decoder) is not supported natively",
+            hint="set add_cross_attention to false, or use transformers for encoder-decoder BERT",
+        )
+
+
+class BertEmbeddings(nn.Module):
+    """Word + token-type + absolute position embeddings, then LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        seq_len = inputs_embeds.shape[1]
+        # Defaults are slices of the tables (broadcast over the batch), not lookups.
+        if token_type_ids is None:
+            token_type = self.token_type_embeddings.weight[1]
+        else:
+            token_type = self.token_type_embeddings(token_type_ids)
+        if position_ids is None:
+            position = self.position_embeddings.weight[:seq_len]
+        else:
+            position = self.position_embeddings(position_ids)
+        embeddings = inputs_embeds + token_type + position
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head attention projections and the attention itself."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scale = self.head_dim**-0.5
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, seq_len, hidden = hidden_states.shape
+        shape = (batch, seq_len, self.num_heads, self.head_dim)
+        q = self.query(hidden_states).view(shape).transpose(1, 2)
+        k = self.key(hidden_states).view(shape).transpose(1, 2)
+        v = self.value(hidden_states).view(shape).transpose(1, 2)
+        dropout_p = self.dropout_p if self.training else 0.0
+        probs = None
+        if output_attentions:
+            scores = (q @ k.transpose(-1, -2)) * self.scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            elif is_causal:
+                causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=scores.device).tril()
+                scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(dim=-1)
+            out = F.dropout(probs, dropout_p, self.training) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+        return out.transpose(1, 2).reshape(batch, seq_len, hidden), probs
+
+
+class BertSelfOutput(nn.Module):
+    """Attention output projection, residual and LayerNorm."""
+
+    def __init__(self, config: BertConfig, in_features: int | None = None) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.self(hidden_states, mask, is_causal, output_attentions)
+        return self.output(attended, hidden_states), probs
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(hidden_states))
+
+
+class BertOutput(BertSelfOutput):
+    """Feed-forward down projection, residual and LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, in_features=config.intermediate_size)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attention(hidden_states, mask, is_causal, output_attentions)
+        return self.output(self.intermediate(attended), attended), probs
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(first token))."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then project onto the vocabulary.
+
+    Checkpoints store the output bias as ``bias``; ``decoder.bias`` is tied to it
+    (and ``decoder.weight`` to the word embeddings) unless ``tie_word_embeddings``
+    is false, in which case the checkpoint carries ``decoder.*`` itself.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden_states))
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return self.predictions(sequence_output)
+
+
+class BertOnlyNSPHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.seq_relationship(pooled_output)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+class BertPreTrainedModel(nn.Module):
+    """What every BERT model class shares: config class, prefix, tying and init."""
+
+    config_class = BertConfig
+    base_model_prefix = "bert"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        _check_config(config)
+        self.config = config
+
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        """``{dest: source}`` parameter names that share one tensor."""
+        return {}
+
+    def tied_source(self, dest: str) -> nn.Parameter | None:
+        """The Parameter ``dest`` is tied to, or None."""
+        source = self.tied_weights.get(dest)
+        return None if source is None else self.get_parameter(source)
+
+    def tie_weights(self) -> None:
+        """Make every ``tied_weights`` destination the same Parameter as its source."""
+        for dest, source in self.tied_weights.items():
+            module_name, _, attr = dest.rpartition(".")
+            setattr(self.get_submodule(module_name), attr, self.get_parameter(source))
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' initialisation: N(0, initializer_range) weights, zero biases, unit norms."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, std)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        elif isinstance(module, BertLMPredictionHead):
+            module.bias.zero_()
+            # ``apply`` visits the decoder after the embeddings: keep the tied padding row zero.
+            if module.decoder.weight is self.tied_source("cls.predictions.decoder.weight") and \
+                    self.config.pad_token_id is not None:
+                module.decoder.weight[self.config.pad_token_id].zero_()
+
+
+class BertModel(BertPreTrainedModel):
+    """The BERT encoder: embeddings, transformer layers and (optionally) the pooler.
+
+    Returns ``BaseModelOutput`` with ``last_hidden_state``, ``pooler_output`` and,
+    when asked, ``hidden_states`` (embeddings, then every layer) and ``attentions``.
+    """
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def _attention_mask(
+        self, attention_mask: torch.Tensor | None, seq_len: int, device: torch.device
+    ) -> tuple[torch.Tensor | None, bool]:
+        """A boolean ``(batch, 1, q, k)`` mask (True = attend), or None when nothing is masked."""
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        if attention_mask is None:
+            return None, bool(self.config.is_decoder)
+        mask = attention_mask[:, None, None, :].bool()
+        if self.config.is_decoder:
+            mask = mask & torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+        return mask, False
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ModelInputError(
+                "BertModel: pass exactly one of input_ids or inputs_embeds, "
+                f"found {'both' if input_ids is not None else 'neither'}"
+            )
+        shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
+        if len(shape) != 2:
+            raise ModelInputError(
+                f"BertModel: input_ids must have shape (batch, seq_len), found shape {shape}",
+                hint="add a batch dimension, e.g. input_ids[None]",
+            )
+        if attention_mask is not None and tuple(attention_mask.shape) != shape:
+            raise ModelInputError(
+                f"BertModel: attention_mask must have the inputs' shape {shape} (1 = token, 0 = padding), "
+                f"found {tuple(attention_mask.shape)}"
+            )
+        if shape[1] > self.config.max_position_embeddings:
+            raise ModelInputError(
+                f"BertModel: sequence length {shape[1]} exceeds max_position_embeddings "
+                f"({self.config.max_position_embeddings})",
+                hint="truncate the inputs (tokenizer truncation=True)",
+            )
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        mask, is_causal = self._attention_mask(attention_mask, shape[1], hidden.device)
+
+        all_hidden = [hidden] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for layer in self.encoder.layer:
+            hidden, probs = layer(hidden, mask, is_causal, output_attentions)
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+            if all_attentions is not None:
+                all_attentions.append(probs)
+
+        return BaseModelOutput(
+            last_hidden_state=hidden,
+            pooler_output=self.pooler(hidden) if self.pooler is not None else None,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+            attentions=tuple(all_attentions) if all_attentions is not None else None,
+        )
+
+
+class BertForTextEncoding(BertModel):
+    """The ``text-encoding`` task: the bare trunk (transformers' AutoModelForTextEncoding maps bert to BertModel)."""
+
+
+def _classifier_dropout(config: BertConfig) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)
+
+
+class _TiedLMHeadMixin:
+    """``tied_weights`` of the models that carry ``cls.predictions``."""
+
+    config: BertConfig
+
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        if not self.config.tie_word_embeddings:
+            return {}
+        return {
+            "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias",
+        }
+
+
+class BertForPreTraining(_TiedLMHeadMixin, BertPreTrainedModel):
+    """Masked-LM and next-sentence heads; ``loss`` needs both ``labels`` and ``next_sentence_label``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.tie_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        next_sentence_label: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> PreTrainingOutput:
+        if (labels is None) != (next_sentence_label is None):
+            raise ModelInputError(
+                "BertForPreTraining: the pre-training loss needs both labels (masked LM) and "
+                f"next_sentence_label, found only {'labels' if labels is not None else 'next_sentence_label'}",
+                hint="pass both, or use BertForMaskedLM / BertForNextSentencePrediction for one loss",
+            )
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        prediction_logits = self.cls.predictions(out.last_hidden_state)
+        seq_relationship_logits = self.cls.seq_relationship(out.pooler_output)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                prediction_logits.view(-1, self.config.vocab_size), labels.view(-1)
+            ) + F.cross_entropy(seq_relationship_logits.view(-1, 2), next_sentence_label.view(-1))
+        return PreTrainingOutput(
+            loss=loss,
+            prediction_logits=prediction_logits,
+            seq_relationship_logits=seq_relationship_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+
+class BertForMaskedLM(_TiedLMHeadMixin, BertPreTrainedModel):
+    """Masked language modelling; ``labels`` of -100 are ignored in the loss."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.tie_weights()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.cls.predictions.decoder
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> MaskedLMOutput:
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = self.cls(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    """Is sentence B the continuation of sentence A? ``labels``: 0 = yes, 1 = random."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertOnlyNSPHead(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> NextSentencePredictorOutput:
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = self.cls(out.pooler_output)
+        loss = F.cross_entropy(logits.view(-1, 2), labels.view(-1)) if labels is not None else None
+        return NextSentencePredictorOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config) -> torch.Tensor:
+    """transformers' loss by ``problem_type`` (inferred from ``num_labels`` and the labels' dtype when unset).
+
+    Unlike transformers, an inferred problem type is not written back into the config.
+    """
+    num_labels = config.num_labels
+    problem_type = config.problem_type
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        return F.mse_loss(logits, labels)
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Linear head on the pooled output; regression, single- or multi-label loss by ``problem_type``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> SequenceClassifierOutput:
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = self.classifier(self.dropout(out.pooler_output))
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+class BertForMultipleChoice(BertPreTrainedModel):
+    """Scores each of ``num_choices`` candidates; inputs are ``(batch, num_choices, seq_len)``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> MultipleChoiceOutput:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        expected = 3 if input_ids is not None else 4
+        if reference is None or reference.dim() != expected:
+            found = None if reference is None else tuple(reference.shape)
+            raise ModelInputError(
+                f"BertForMultipleChoice: input_ids must have shape (batch, num_choices, seq_len) "
+                f"(inputs_embeds: plus hidden), found {found}"
+            )
+        num_choices = reference.shape[1]
+
+        def flat(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.reshape(-1, *t.shape[2:])
+
+        out = self.bert(
+            input_ids=flat(input_ids), attention_mask=flat(attention_mask), token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids), inputs_embeds=flat(inputs_embeds),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return MultipleChoiceOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> TokenClassifierOutput:
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ConfigError(
+                f"BertForQuestionAnswering: needs num_labels == 2 (start and end logits), found {config.num_labels}",
+                hint="remove num_labels / id2label from the config, or set num_labels=2",
+            )
+        self.num_labels = 2
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> QuestionAnsweringOutput:
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = self.qa_outputs(out.last_hidden_state)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            if start_positions.dim() > 1:
+                start_positions = start_positions.squeeze(-1)
+            if end_positions.dim() > 1:
+                end_positions = end_positions.squeeze(-1)
+            ignored = start_logits.size(1)
+            start_positions = start_positions.clamp(0, ignored)
+            end_positions = end_positions.clamp(0, ignored)
+            loss = (
+                F.cross_entropy(start_logits, start_positions, ignore_index=ignored)
+                + F.cross_entropy(end_logits, end_positions, ignore_index=ignored)
+            ) / 2
+        return QuestionAnsweringOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+
+__all__ = [
+    "BertConfig",
+    "BertModel",
+    "BertForTextEncoding",
+    "BertForPreTraining",
+    "BertForMaskedLM",
+    "BertForNextSentencePrediction",
+    "BertForSequenceClassification",
+    "BertForMultipleChoice",
+    "BertForTokenClassification",
+    "BertForQuestionAnswering",
+    "ModelInputError",
+]

@@ -1,0 +1,935 @@
+"""Llama-family decoders: Llama, Mistral, Qwen2 and Qwen3 in one implementation.
+
+The four architectures share one pre-norm decoder (RMSNorm, rotary attention
+with grouped-query heads, SiLU-gated MLP). Their differences live in the
+config classes, whose defaults are transformers 5.23's for each family:
+
+- projection biases (Llama/Qwen3 ``attention_bias``; Qwen2 always has q/k/v bias),
+- sliding-window attention (Mistral ``sliding_window`` on every layer; Qwen2/Qwen3
+  per ``layer_types`` when ``use_sliding_window``),
+- per-head RMSNorm of queries and keys (Qwen3 ``q_norm``/``k_norm``),
+- rotary scaling (``rope_parameters`` or the older ``rope_scaling`` + ``rope_theta``):
+  ``default``, ``linear``, ``dynamic``, ``llama3`` and ``yarn``.
+
+Parameter names equal transformers' checkpoint keys (``model.layers.0.self_attn.q_proj.weight``,
+``lm_head.weight``, ``score.weight``, ``qa_outputs.weight``...). The key/value cache is a
+tuple over layers of ``(key, value)`` tensors ``[batch, kv_heads, seq, head_dim]``
+(keys after rotary); sliding-window layers keep the full cache and mask it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from factory.configuration import Config
+from factory.errors import ConfigError, FactoryError
+from factory.generation import GenerationMixin
+from factory.outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+#: rope_type -> keys of ``rope_parameters`` it needs (after standardisation).
+ROPE_TYPES: dict[str, tuple[str, ...]] = {
+    "default": (),
+    "linear": ("factor",),
+    "dynamic": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+    "yarn": ("original_max_position_embeddings",),
+}
+
+_ACTIVATIONS = {
+    "silu": F.silu,
+    "swish": F.silu,
+    "gelu": F.gelu,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class ModelInputError(FactoryError, ValueError):
+    """Tensors passed to a model's ``forward`` do not fit together or with the config."""
+
+
+# --- configs ------------------------------------------------------------------
+class _DecoderConfig(Config):
+    """Fields every family has; subclasses give transformers' per-family defaults.
+
+    Like transformers 5, ``rope_scaling`` and ``rope_theta`` from older config.json
+    files are folded into one ``rope_parameters`` dict that always carries
+    ``rope_type`` and ``rope_theta``.
+    """
+
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: Optional[int] = None
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 2048
+    initializer_range: float = 0.02
+    rms_norm_eps: float = 1e-6
+    use_cache: bool = True
+    pad_token_id: Optional[int] = None
+    bos_token_id: Optional[int] = None
+    eos_token_id: Any = None
+    tie_word_embeddings: bool = False
+    rope_parameters: Optional[dict] = None
+    attention_dropout: float = 0.0
+
+    #: Qwen3 normalises each query/key head before rotary.
+    _qk_norm: ClassVar[bool] = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        rope_scaling = kwargs.pop("rope_scaling", None)
+        rope_theta = kwargs.pop("rope_theta", None)
+        super().__init__(**kwargs)
+        rope = dict(rope_scaling or self.rope_parameters or {})
+        rope.setdefault("rope_theta", 10000.0 if rope_theta is None else rope_theta)
+        rope.setdefault("rope_type", rope.get("type", "default"))
+        if rope["rope_type"] in ("llama3", "yarn", "longrope"):
+            original = getattr(self, "original_max_position_embeddings", None)
+            if original is not None:  # Phi-3 style top-level field wins, as in transformers
+                rope["original_max_position_embeddings"] = original
+            rope.setdefault("original_max_position_embeddings", self.max_position_embeddings)
+        self.rope_parameters = rope
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+    # Architecture switches read by the model; methods so they never reach config.json.
+    def _attention_bias(self) -> tuple[bool, bool]:
+        """(bias on q/k/v projections, bias on the output projection)."""
+        return False, False
+
+    def _mlp_bias(self) -> bool:
+        return False
+
+    def _layer_windows(self) -> list[Optional[int]]:
+        """Sliding-window size per layer (``None``: full causal attention)."""
+        return [None] * self.num_hidden_layers
+
+
+class LlamaConfig(_DecoderConfig):
+    model_type = "llama"
+    bos_token_id: Optional[int] = 1
+    eos_token_id: Any = 2
+    pretraining_tp: int = 1
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    head_dim: Optional[int] = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.head_dim is None and self.num_attention_heads:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+
+    def _attention_bias(self) -> tuple[bool, bool]:
+        return bool(self.attention_bias), bool(self.attention_bias)
+
+    def _mlp_bias(self) -> bool:
+        return bool(self.mlp_bias)
+
+
+class MistralConfig(_DecoderConfig):
+    model_type = "mistral"
+    intermediate_size: int = 14336
+    num_key_value_heads: Optional[int] = 8
+    head_dim: Optional[int] = None
+    max_position_embeddings: int = 4096 * 32
+    bos_token_id: Optional[int] = 1
+    eos_token_id: Any = 2
+    sliding_window: Optional[int] = 4096
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.head_dim is None and self.num_attention_heads:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+
+    def _layer_windows(self) -> list[Optional[int]]:
+        return [self.sliding_window] * self.num_hidden_layers
+
+
+class Qwen2Config(_DecoderConfig):
+    model_type = "qwen2"
+    vocab_size: int = 151936
+    intermediate_size: int = 22016
+    num_key_value_heads: Optional[int] = 32
+    max_position_embeddings: int = 32768
+    use_sliding_window: bool = False
+    sliding_window: Optional[int] = 4096
+    max_window_layers: int = 28
+    layer_types: Optional[list] = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not self.use_sliding_window:
+            self.sliding_window = None
+        if self.layer_types is None:
+            self.layer_types = [
+                "sliding_attention" if self.sliding_window is not None and i >= self.max_window_layers
+                else "full_attention"
+                for i in range(self.num_hidden_layers)
+            ]
+
+    def _attention_bias(self) -> tuple[bool, bool]:
+        return True, False
+
+    def _layer_windows(self) -> list[Optional[int]]:
+        if len(self.layer_types) != self.num_hidden_layers:
+            raise ConfigError(
+                f"{self.model_type} config has {len(self.layer_types)} layer_types for "
+                f"num_hidden_layers={self.num_hidden_layers}",
+                hint="give one 'full_attention'/'sliding_attention' entry per layer, or drop layer_types",
+            )
+        return [self.sliding_window if kind == "sliding_attention" else None for kind in self.layer_types]
+
+
+class Qwen3Config(Qwen2Config):
+    model_type = "qwen3"
+    head_dim: int = 128
+    attention_bias: bool = False
+    _qk_norm: ClassVar[bool] = True
+
+    def _attention_bias(self) -> tuple[bool, bool]:
+        return bool(self.attention_bias), bool(self.attention_bias)
+
+
+def _head_dim(config: Config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def _num_labels(config: Config) -> int:
+    """An explicit ``num_labels`` wins, else the size of ``id2label``, else 2 (transformers' default)."""
+    explicit = vars(config).get("num_labels")
+    if explicit is not None:
+        return int(explicit)
+    id2label = getattr(config, "id2label", None)
+    return len(id2label) if id2label else 2
+
+
+def check_config(config: _DecoderConfig) -> None:
+    """Raise :class:`ConfigError` for a config no Llama-family model can be built from."""
+    name = type(config).__name__
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    if not heads or not kv_heads or heads % kv_heads:
+        raise ConfigError(
+            f"{name}: num_attention_heads={heads} must be a positive multiple of num_key_value_heads={kv_heads}",
+            hint="grouped-query attention shares each key/value head between an equal number of query heads",
+        )
+    if getattr(config, "head_dim", None) is None and config.hidden_size % heads:
+        raise ConfigError(
+            f"{name}: hidden_size={config.hidden_size} is not a multiple of num_attention_heads={heads}",
+            hint="set head_dim explicitly or fix hidden_size / num_attention_heads",
+        )
+    if _head_dim(config) % 2:
+        raise ConfigError(f"{name}: head_dim={_head_dim(config)} must be even for rotary embeddings")
+    if config.hidden_act not in _ACTIVATIONS:
+        raise ConfigError(
+            f"{name}: hidden_act={config.hidden_act!r} is not supported",
+            hint=f"supported activations: {', '.join(sorted(_ACTIVATIONS))}",
+        )
+    pad = config.pad_token_id
+    if pad is not None and not (isinstance(pad, int) and 0 <= pad < config.vocab_size):
+        raise ConfigError(
+            f"{name}: pad_token_id={pad!r} is not a token id below vocab_size={config.vocab_size}",
+            hint="set pad_token_id to a valid id or null",
+        )
+    rope = config.rope_parameters
+    kind = rope.get("rope_type")
+    if any(isinstance(value, dict) for value in rope.values()):
+        raise ConfigError(
+            f"{name}: per-layer-type rope_parameters {sorted(rope)} are not supported by this architecture",
+            hint="give one flat rope_parameters dict with rope_type and rope_theta",
+        )
+    if kind not in ROPE_TYPES:
+        raise ConfigError(
+            f"{name}: rope_type={kind!r} is not supported",
+            hint=f"supported rope types: {', '.join(ROPE_TYPES)}",
+        )
+    missing = [key for key in ROPE_TYPES[kind] if rope.get(key) is None]
+    if kind == "yarn" and rope.get("factor") is None and not rope.get("original_max_position_embeddings"):
+        missing.append("factor")
+    if missing:
+        raise ConfigError(
+            f"{name}: rope_type={kind!r} needs rope_parameters {missing}, got {rope}",
+            hint="complete rope_parameters (or rope_scaling in older config.json files)",
+        )
+    config._layer_windows()  # validates layer_types
+
+
+# --- rotary embeddings ----------------------------------------------------------
+def rope_frequencies(config: _DecoderConfig, seq_len: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies ``[head_dim // 2]`` (float32) and the cos/sin scale, as transformers computes them.
+
+    ``seq_len`` (a 0-d tensor) is only used by ``dynamic`` scaling beyond ``max_position_embeddings``.
+    """
+    rope = config.rope_parameters
+    kind = rope["rope_type"]
+    base = rope["rope_theta"]
+    dim = _head_dim(config)
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    factor = rope.get("factor")
+
+    if kind == "dynamic" and seq_len is not None:
+        max_pos = config.max_position_embeddings
+        seq_len = torch.maximum(seq_len, torch.tensor(max_pos, dtype=seq_len.dtype, device=seq_len.device))
+        base = base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2))
+        return (1.0 / (base.cpu() ** exponents)), 1.0
+    if kind == "dynamic":  # at rest: the max_position_embeddings frequencies
+        base = base * (factor - (factor - 1)) ** (dim / (dim - 2))
+
+    inv_freq = 1.0 / (base**exponents)
+    if kind == "linear":
+        return inv_freq / factor, 1.0
+    if kind == "llama3":
+        old_context = rope["original_max_position_embeddings"]
+        low, high = rope["low_freq_factor"], rope["high_freq_factor"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_context / low, inv_freq / factor, inv_freq)
+        smooth = (old_context / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        is_medium = ~(wavelen < old_context / high) * ~(wavelen > old_context / low)
+        return torch.where(is_medium, smoothed, scaled), 1.0
+    if kind == "yarn":
+        return _yarn_frequencies(config, base, dim)
+    return inv_freq, 1.0
+
+
+def _yarn_frequencies(config: _DecoderConfig, base: float, dim: int) -> tuple[torch.Tensor, float]:
+    rope = config.rope_parameters
+    original = rope["original_max_position_embeddings"]
+    factor = rope.get("factor") or config.max_position_embeddings / original
+    attention_factor = rope.get("attention_factor")
+    mscale, mscale_all_dim = rope.get("mscale"), rope.get("mscale_all_dim")
+
+    def get_mscale(scale: float, m: float = 1) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    if attention_factor is None:
+        if mscale and mscale_all_dim:
+            attention_factor = float(get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim))
+        else:
+            attention_factor = get_mscale(factor)
+    beta_fast = rope.get("beta_fast") or 32
+    beta_slow = rope.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if rope.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # avoid a zero-width ramp
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2).float() / dim)
+    extrapolation_weight = 1 - ramp
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation_weight) + (1.0 / pos_freqs) * extrapolation_weight
+    return inv_freq, attention_factor
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin of ``position_ids * inv_freq``, half-width ``[batch, seq, head_dim // 2]``."""
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.rope_type = config.rope_parameters["rope_type"]
+        inv_freq, self.attention_scaling = rope_frequencies(config)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "RotaryEmbedding":
+        # Module.to(dtype) would cast the frequencies; keep them float32 and only follow the device.
+        inv_freq = self.inv_freq
+        super()._apply(fn, recurse)
+        self.inv_freq = inv_freq.to(self.inv_freq.device)
+        return self
+
+    @torch.no_grad()
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self.inv_freq
+        if self.rope_type == "dynamic":
+            seq_len = position_ids.max() + 1
+            if seq_len > self.config.max_position_embeddings:
+                inv_freq = rope_frequencies(self.config, seq_len)[0].to(inv_freq.device)
+        freqs = position_ids[..., None].float() * inv_freq.float()
+        cos, sin = freqs.cos(), freqs.sin()
+        if self.attention_scaling != 1.0:
+            cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
+        return cos.to(dtype), sin.to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` [batch, heads, seq, head_dim] by half-width cos/sin [batch, seq, head_dim // 2].
+
+    Same arithmetic as transformers' ``x * cos + rotate_half(x) * sin`` on the duplicated halves.
+    """
+    cos, sin = cos[:, None], sin[:, None]
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+# --- layers ---------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm computed in float32, weight applied in the input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.rms_norm(x.float(), self.weight.shape, eps=self.eps)
+        return self.weight * normed.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.eps}"
+
+
+class MLP(nn.Module):
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__()
+        bias = config._mlp_bias()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
+        self.act = _ACTIVATIONS[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with rotary positions through ``scaled_dot_product_attention``."""
+
+    def __init__(self, config: _DecoderConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.head_dim = _head_dim(config)
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.groups = self.num_heads // self.num_kv_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        qkv_bias, o_bias = config._attention_bias()
+        hidden = config.hidden_size
+        self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=o_bias)
+        if config._qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        batch, seq, _ = hidden_states.shape
+        q = self.q_proj(hidden_states).view(batch, seq, -1, self.head_dim)
+        k = self.k_proj(hidden_states).view(batch, seq, -1, self.head_dim)
+        v = self.v_proj(hidden_states).view(batch, seq, -1, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = apply_rotary(q.transpose(1, 2), cos, sin)
+        k = apply_rotary(k.transpose(1, 2), cos, sin)
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        out = self._attend(q, k, v, mask)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1)), (k, v)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        dropout = self.dropout if self.training else 0.0
+        batch, heads, seq, dim = q.shape
+        if self.groups > 1 and seq == 1:
+            # One query token: fold the query heads of each group onto the sequence axis, no key/value copies.
+            out = F.scaled_dot_product_attention(
+                q.reshape(batch, self.num_kv_heads, self.groups, dim), k, v,
+                attn_mask=mask, dropout_p=dropout, scale=self.scaling,
+            )
+            return out.reshape(batch, heads, 1, dim)
+        gqa = self.groups > 1
+        if gqa and mask is not None and q.device.type != "cpu":
+            # Accelerator kernels refuse enable_gqa with a mask and fall back to math; repeat instead.
+            k, v = k.repeat_interleave(self.groups, dim=1), v.repeat_interleave(self.groups, dim=1)
+            gqa = False
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scaling,
+            is_causal=mask is None and seq > 1, enable_gqa=gqa,
+        )
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: _DecoderConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.self_attn = Attention(config, layer_idx)
+        self.mlp = MLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        attn, present = self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, past)
+        hidden_states = hidden_states + attn
+        hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        return hidden_states, present
+
+
+def causal_mask(
+    attention_mask: Optional[torch.Tensor],
+    query_length: int,
+    past_length: int,
+    window: Optional[int],
+    device: torch.device,
+) -> Optional[torch.Tensor]:
+    """Boolean mask ``[batch or 1, 1, query, past + query]`` (True = attend), or ``None``
+    when SDPA's own ``is_causal`` (or no mask, for a single query) gives the same result.
+
+    Index ``j`` is visible from query ``i`` (absolute index ``past + i``) when ``j <= past + i``,
+    ``j > past + i - window`` for sliding layers, and ``attention_mask[:, j]`` is set.
+    """
+    kv_length = past_length + query_length
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    windowed = window is not None and kv_length > window
+    if not padded and not windowed and (query_length == 1 or past_length == 0):
+        return None
+    q_index = torch.arange(past_length, kv_length, device=device)[:, None]
+    kv_index = torch.arange(kv_length, device=device)[None, :]
+    mask = kv_index <= q_index
+    if window is not None:
+        mask = mask & (kv_index > q_index - window)
+    mask = mask[None, None]
+    if padded:
+        mask = mask & attention_mask[:, None, None, :].bool()
+    return mask
+
+
+# --- models -----------------------------------------------------------------------
+class _PreTrained(nn.Module):
+    """Class attributes and weight init shared by every Llama-family model."""
+
+    config_class: ClassVar[type[_DecoderConfig]] = _DecoderConfig
+    base_model_prefix: ClassVar[str] = "model"
+
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        return {}
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' initialisation: normal(0, initializer_range), zero biases and padding row, unit norms."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, RMSNorm):
+            module.reset_parameters()
+
+
+class DecoderModel(_PreTrained):
+    """The bare decoder: token embeddings, decoder layers, final norm -> ``last_hidden_state``."""
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__()
+        check_config(config)
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config)
+        self.layer_windows = config._layer_windows()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        past_key_values: Optional[KVCache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutput:
+        """``attention_mask`` [batch, past + seq] (1 = token, 0 = padding) covers the cached tokens too."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ModelInputError(
+                f"{type(self).__name__} wants exactly one of input_ids and inputs_embeds, got "
+                f"{'both' if input_ids is not None else 'neither'}"
+            )
+        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, seq = hidden.shape[:2]
+        past_length = self._check_past(past_key_values, batch)
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, past_length + seq):
+            raise ModelInputError(
+                f"attention_mask must have shape (batch, past + seq) = {(batch, past_length + seq)}, "
+                f"got {tuple(attention_mask.shape)}",
+                hint="when decoding with past_key_values, pass the mask of the cached tokens plus the new ones",
+            )
+        if position_ids is None:
+            position_ids = torch.arange(past_length, past_length + seq, device=hidden.device)[None]
+        cos, sin = self.rotary_emb(position_ids, hidden.dtype)
+        masks = {
+            window: causal_mask(attention_mask, seq, past_length, window, hidden.device)
+            for window in set(self.layer_windows)
+        }
+
+        states = [hidden] if output_hidden_states else None
+        presents = []
+        for i, layer in enumerate(self.layers):
+            past = past_key_values[i] if past_key_values is not None else None
+            hidden, present = layer(hidden, cos, sin, masks[self.layer_windows[i]], past)
+            if use_cache:
+                presents.append(present)
+            if states is not None:
+                states.append(hidden)
+        hidden = self.norm(hidden)
+        if states is not None:
+            states[-1] = hidden  # as transformers: the last entry is the normed output
+        return BaseModelOutput(
+            last_hidden_state=hidden,
+            past_key_values=tuple(presents) if use_cache else None,
+            hidden_states=tuple(states) if states is not None else None,
+        )
+
+    def _check_past(self, past_key_values: Optional[KVCache], batch: int) -> int:
+        if past_key_values is None:
+            return 0
+        if len(past_key_values) != len(self.layers):
+            raise ModelInputError(
+                f"past_key_values has {len(past_key_values)} layers, the model has {len(self.layers)}",
+                hint="pass back the past_key_values this model returned with use_cache=True",
+            )
+        key = past_key_values[0][0]
+        want = (batch, self.config.num_key_value_heads, _head_dim(self.config))
+        if key.dim() != 4 or (key.shape[0], key.shape[1], key.shape[3]) != want:
+            raise ModelInputError(
+                f"past_key_values tensors must be [batch, kv_heads, seq, head_dim] with "
+                f"(batch, kv_heads, head_dim) = {want}, got {tuple(key.shape)}",
+                hint="pass back the past_key_values this model returned with use_cache=True",
+            )
+        return key.shape[2]
+
+
+class _WithTrunk(_PreTrained):
+    """A head on top of ``trunk_class``, stored under ``base_model_prefix`` like transformers."""
+
+    trunk_class: ClassVar[type[DecoderModel]] = DecoderModel
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        setattr(self, self.base_model_prefix, self.trunk_class(config))
+
+    @property
+    def trunk(self) -> DecoderModel:
+        return getattr(self, self.base_model_prefix)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.trunk.embed_tokens
+
+
+class DecoderForCausalLM(_WithTrunk, GenerationMixin):
+    """Next-token logits; ``labels`` (shifted inside, -100 ignored) give the mean cross-entropy."""
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        if self.config.tie_word_embeddings:
+            return {"lm_head.weight": f"{self.base_model_prefix}.embed_tokens.weight"}
+        return {}
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        past_key_values: Optional[KVCache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutput:
+        """``logits_to_keep=n`` computes logits for the last ``n`` positions only (0: all)."""
+        out = self.trunk(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
+        )
+        hidden = out.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:].to(logits.device)
+            loss = F.cross_entropy(logits.float().flatten(0, -2), shifted.flatten(), ignore_index=-100)
+        return CausalLMOutput(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
+        )
+
+
+def _classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config, num_labels: int) -> torch.Tensor:
+    """transformers' sequence-classification loss, ``problem_type`` inferred the same way."""
+    problem = getattr(config, "problem_type", None)
+    if problem is None:
+        if num_labels == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    labels = labels.to(logits.device)
+    if problem == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        return F.mse_loss(logits, labels)
+    if problem == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    if problem == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    raise ConfigError(
+        f"problem_type={problem!r} is not one of regression, single_label_classification, multi_label_classification",
+        hint="fix problem_type in config.json or leave it unset to infer it from the labels",
+    )
+
+
+class DecoderForSequenceClassification(_WithTrunk):
+    """Scores of the last non-padding token (``config.pad_token_id`` marks padding, left or right)."""
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__(config)
+        self.num_labels = _num_labels(config)
+        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        past_key_values: Optional[KVCache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> SequenceClassifierOutput:
+        out = self.trunk(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
+        )
+        hidden = out.last_hidden_state
+        batch = hidden.shape[0]
+        pad = self.config.pad_token_id
+        if pad is None and batch != 1:
+            raise ConfigError(
+                f"{type(self).__name__} needs config.pad_token_id to find the last token of each of the "
+                f"{batch} sequences in a batch, but pad_token_id is null",
+                hint="set pad_token_id in the config (e.g. to the tokenizer's pad or eos id), or pass one sequence",
+            )
+        if pad is None or input_ids is None:
+            last = torch.full((batch,), hidden.shape[1] - 1, device=hidden.device)
+        else:
+            # Rightmost non-pad token; handles both left and right padding.
+            not_pad = (input_ids != pad).to(hidden.device, torch.int32)
+            last = (torch.arange(input_ids.shape[-1], device=hidden.device, dtype=torch.int32) * not_pad).argmax(-1)
+        logits = self.score(hidden[torch.arange(batch, device=hidden.device), last])
+        loss = _classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
+        )
+
+
+class DecoderForTokenClassification(_WithTrunk):
+    """Per-token scores; ``labels`` [batch, seq] (-100 ignored) give the mean cross-entropy."""
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__(config)
+        self.num_labels = _num_labels(config)
+        dropout = getattr(config, "classifier_dropout", None)
+        if dropout is None:
+            dropout = getattr(config, "hidden_dropout", None)
+        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
+        self.score = nn.Linear(
+            config.hidden_size, self.num_labels, bias=getattr(config, "token_classification_bias", True)
+        )
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        past_key_values: Optional[KVCache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> TokenClassifierOutput:
+        out = self.trunk(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
+        )
+        logits = self.score(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1).to(logits.device))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
+        )
+
+
+class DecoderForQuestionAnswering(_WithTrunk):
+    """Span start/end logits; positions outside the input are ignored in the loss."""
+
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        past_key_values: Optional[KVCache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        start_positions: Optional[torch.Tensor] = None,
+        end_positions: Optional[torch.Tensor] = None,
+        output_hidden_states: bool = False,
+    ) -> QuestionAnsweringOutput:
+        out = self.trunk(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, False, output_hidden_states
+        )
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.shape[1]
+            start = start_positions.view(-1).clamp(0, ignored).to(start_logits.device)
+            end = end_positions.view(-1).clamp(0, ignored).to(end_logits.device)
+            loss = (
+                F.cross_entropy(start_logits, start, ignore_index=ignored)
+                + F.cross_entropy(end_logits, end, ignore_index=ignored)
+            ) / 2
+        return QuestionAnsweringOutput(
+            loss=loss,
+            start_logits=start_logits.contiguous(),
+            end_logits=end_logits.contiguous(),
+            hidden_states=out.hidden_states,
+        )
+
+
+# --- the registered classes: one trunk and four heads per family ---------------------
+class LlamaModel(DecoderModel):
+    config_class = LlamaConfig
+
+
+class LlamaForCausalLM(DecoderForCausalLM):
+    config_class, trunk_class = LlamaConfig, LlamaModel
+
+
+class LlamaForSequenceClassification(DecoderForSequenceClassification):
+    config_class, trunk_class = LlamaConfig, LlamaModel
+
+
+class LlamaForTokenClassification(DecoderForTokenClassification):
+    config_class, trunk_class = LlamaConfig, LlamaModel
+
+
+class LlamaForQuestionAnswering(DecoderForQuestionAnswering):
+    config_class, trunk_class = LlamaConfig, LlamaModel
+    base_model_prefix = "transformer"  # transformers' checkpoint keys for this head
+
+
+class MistralModel(DecoderModel):
+    config_class = MistralConfig
+
+
+class MistralForCausalLM(DecoderForCausalLM):
+    config_class, trunk_class = MistralConfig, MistralModel
+
+
+class MistralForSequenceClassification(DecoderForSequenceClassification):
+    config_class, trunk_class = MistralConfig, MistralModel
+
+
+class MistralForTokenClassification(DecoderForTokenClassification):
+    config_class, trunk_class = MistralConfig, MistralModel
+
+
+class MistralForQuestionAnswering(DecoderForQuestionAnswering):
+    config_class, trunk_class = MistralConfig, MistralModel
+
+
+class Qwen2Model(DecoderModel):
+    config_class = Qwen2Config
+
+
+class Qwen2ForCausalLM(DecoderForCausalLM):
+    config_class, trunk_class = Qwen2Config, Qwen2Model
+
+
+class Qwen2ForSequenceClassification(DecoderForSequenceClassification):
+    config_class, trunk_class = Qwen2Config, Qwen2Model
+
+
+class Qwen2ForTokenClassification(DecoderForTokenClassification):
+    config_class, trunk_class = Qwen2Config, Qwen2Model
+
+
+class Qwen2ForQuestionAnswering(DecoderForQuestionAnswering):
+    config_class, trunk_class = Qwen2Config, Qwen2Model
+    base_model_prefix = "transformer"
+
+
+class Qwen3Model(DecoderModel):
+    config_class = Qwen3Config
+
+
+class Qwen3ForCausalLM(DecoderForCausalLM):
+    config_class, trunk_class = Qwen3Config, Qwen3Model
+
+
+class Qwen3ForSequenceClassification(DecoderForSequenceClassification):
+    config_class, trunk_class = Qwen3Config, Qwen3Model
+
+
+class Qwen3ForTokenClassification(DecoderForTokenClassification):
+    config_class, trunk_class = Qwen3Config, Qwen3Model
+
+
+class Qwen3ForQuestionAnswering(DecoderForQuestionAnswering):
+    config_class, trunk_class = Qwen3Config, Qwen3Model
+    base_model_prefix = "transformer"
