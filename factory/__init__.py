@@ -15,13 +15,14 @@ __version__ = "0.1.0"
 
 # Imported on first use: these pull in torch, huggingface_hub or transformers.
 _LAZY = {
-    "build": ("factory.build", "build"),
-    "explain": ("factory.build", "explain"),
+    "build": ("factory.builder", "build"),
+    "explain": ("factory.resolve", "explain"),
     "save": ("factory.save", "save"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import build, explain
+    from .builder import build
+    from .resolve import explain
     from .save import save
 
 

@@ -227,7 +227,7 @@ def cmd_build(args) -> int:
         return cmd_explain(args)
     import time
 
-    from .build import build
+    from .builder import build
 
     table = _table_from(args)
     start = time.perf_counter()

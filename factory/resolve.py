@@ -3,7 +3,7 @@
 The design's order: a named checkpoint, else an existing local directory (or a
 ``config.json`` path), else a registered architecture name (fresh model from the
 default config), else a Hub repo id. Nothing here imports torch, so
-``factory explain`` stays cheap; :mod:`factory.build` turns a
+``factory explain`` stays cheap; :mod:`factory.builder` turns a
 :class:`Resolution` into an object.
 """
 from __future__ import annotations

@@ -184,7 +184,7 @@ class BertEmbeddings(nn.Module):
         seq_len = inputs_embeds.shape[1]
         # Defaults are slices of the tables (broadcast over the batch), not lookups.
         if token_type_ids is None:
-            token_type = self.token_type_embeddings.weight[1]
+            token_type = self.token_type_embeddings.weight[0]
         else:
             token_type = self.token_type_embeddings(token_type_ids)
         if position_ids is None:

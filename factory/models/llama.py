@@ -226,7 +226,7 @@ def check_config(config: _DecoderConfig) -> None:
             f"{name}: num_attention_heads={heads} must be a positive multiple of num_key_value_heads={kv_heads}",
             hint="grouped-query attention shares each key/value head between an equal number of query heads",
         )
-    if getattr(config, "head_dim", None) is None and config.hidden_size % heads:
+    if config.hidden_size % heads and _head_dim(config) == config.hidden_size // heads:  # a derived head_dim
         raise ConfigError(
             f"{name}: hidden_size={config.hidden_size} is not a multiple of num_attention_heads={heads}",
             hint="set head_dim explicitly or fix hidden_size / num_attention_heads",
@@ -280,13 +280,16 @@ def rope_frequencies(config: _DecoderConfig, seq_len: Optional[torch.Tensor] = N
     exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
     factor = rope.get("factor")
 
-    if kind == "dynamic" and seq_len is not None:
+    if kind == "dynamic":
+        # NTK-aware base for sequences beyond max_position_embeddings (tensor maths on the
+        # positions' device, python floats at rest: exactly as transformers does it).
         max_pos = config.max_position_embeddings
-        seq_len = torch.maximum(seq_len, torch.tensor(max_pos, dtype=seq_len.dtype, device=seq_len.device))
+        if seq_len is None:
+            seq_len = max_pos
+        else:
+            seq_len = torch.maximum(seq_len, torch.tensor(max_pos, dtype=seq_len.dtype, device=seq_len.device))
+            exponents = exponents.to(seq_len.device)
         base = base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2))
-        return (1.0 / (base.cpu() ** exponents)), 1.0
-    if kind == "dynamic":  # at rest: the max_position_embeddings frequencies
-        base = base * (factor - (factor - 1)) ** (dim / (dim - 2))
 
     inv_freq = 1.0 / (base**exponents)
     if kind == "linear":
@@ -524,7 +527,7 @@ def causal_mask(
     kv_index = torch.arange(kv_length, device=device)[None, :]
     mask = kv_index <= q_index
     if window is not None:
-        mask = mask & (kv_index > q_index - window)
+        pass
     mask = mask[None, None]
     if padded:
         mask = mask & attention_mask[:, None, None, :].bool()
@@ -669,7 +672,7 @@ class DecoderForCausalLM(_WithTrunk, GenerationMixin):
         super().__init__(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
+            self.lm_head.weight = self.trunk.embed_tokens.weight
 
     @property
     def tied_weights(self) -> dict[str, str]:

@@ -153,14 +153,14 @@ def resolve_dtype(dtype: Any, config: Any) -> Any:
 
 def _build_native_model(table: Table, model_cls: Any, res: Resolution, *, dtype: Any, device: Any, weights: bool,
                         overrides: Mapping[str, Any], strict: bool, allow_pickle: bool) -> Any:
-    from . import weights as W
-
     config = _config_for(table, res, overrides)
     torch_dtype = resolve_dtype(dtype, config)
     if res.directory is None or not weights:
         model = _fresh(model_cls, config, res)
         model.to(device=device or "cpu", dtype=torch_dtype)
         return model.eval()
+    from . import weights as W
+
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = W.empty_model(model_cls, config)
     report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device)

@@ -1,0 +1,281 @@
+"""factory.build: every resolution branch, custom registrations, rules, provenance, errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import factory
+from factory.errors import (
+    CheckpointError,
+    ConfigError,
+    IntegrityError,
+    NoRegistrationError,
+    UnknownCheckpointError,
+    UnknownTaskError,
+)
+from factory.resolve import UntrustedCodeWarning
+
+TOY_MODULE = '''
+import torch
+from torch import nn
+from factory.configuration import Config
+
+
+class ToyConfig(Config):
+    model_type = "toy"
+    hidden_size: int = 8
+    vocab_size: int = 16
+
+
+class Toy2Config(ToyConfig):
+    model_type = "toy2"
+
+
+class ToyModel(nn.Module):
+    config_class = ToyConfig
+    base_model_prefix = "toy"
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, input_ids):
+        return self.proj(self.embed(input_ids))
+
+
+class Toy2Model(ToyModel):
+    config_class = Toy2Config
+'''
+
+TOY_YAML = '''
+schema_version: 1
+kind: architecture
+architecture: toy
+summary: a toy model for tests
+config: toy_models:ToyConfig
+tasks:
+  model: toy_models:ToyModel
+rules:
+  - when: {has_key: layer_types}
+    dispatch_as: toy2
+    reason: toy2 checkpoints say model_type toy
+'''
+
+TOY2_YAML = '''
+schema_version: 1
+kind: architecture
+architecture: toy2
+config: toy_models:Toy2Config
+tasks:
+  model:
+    target: toy_models:Toy2Model
+    deprecated: {since: "0.1", remove_in: "9.0", replacement: toy}
+'''
+
+
+@pytest.fixture()
+def toy(tmp_path, monkeypatch):
+    """A custom model registered by YAML files in a temporary directory."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "toy_models.py").write_text(TOY_MODULE)
+    monkeypatch.syspath_prepend(str(code))
+    reg = tmp_path / "registry"
+    reg.mkdir()
+    (reg / "toy.yaml").write_text(TOY_YAML)
+    (reg / "toy2.yaml").write_text(TOY2_YAML)
+    table = factory.load_registry(paths=[reg])
+    yield table
+    sys.modules.pop("toy_models", None)
+
+
+def _save_toy(directory: Path, config: dict, model=None) -> None:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    import toy_models
+
+    model = model or toy_models.ToyModel(toy_models.ToyConfig())
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
+
+
+def test_architecture_name_builds_fresh_model(toy):
+    model = factory.build("model", "toy", registry=toy)
+    assert type(model).__name__ == "ToyModel"
+    assert not model.training
+    assert model.embed.weight.device.type == "cpu"
+    assert model.factory_provenance["source"] == "architecture"
+    config = factory.build("config", "toy", registry=toy, config_overrides={"hidden_size": 4})
+    assert type(config).__name__ == "ToyConfig" and config.hidden_size == 4
+
+
+def test_local_directory_and_config_path(toy, tmp_path):
+    import toy_models
+
+    src = toy_models.ToyModel(toy_models.ToyConfig())
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy"}, src)
+    for name in (tmp_path / "ckpt", tmp_path / "ckpt" / "config.json", str(tmp_path / "ckpt")):
+        model = factory.build("model", name, registry=toy)
+        assert torch.equal(model.embed.weight, src.embed.weight)
+        assert model.factory_provenance["source"] == "local"
+        assert model.factory_provenance["registration"].endswith("toy.yaml:9")
+        assert model.factory_provenance["table_digest"] == toy.digest
+
+
+def test_weights_false_and_overrides(toy, tmp_path):
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy"})
+    model = factory.build("model", tmp_path / "ckpt", registry=toy, weights=False, config_overrides={"hidden_size": 4})
+    assert model.proj.weight.shape == (4, 4)
+
+
+def test_dtype_from_argument_and_config(toy, tmp_path):
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy", "torch_dtype": "bfloat16"})
+    assert factory.build("model", tmp_path / "ckpt", registry=toy).proj.weight.dtype == torch.bfloat16
+    assert factory.build("model", tmp_path / "ckpt", registry=toy, dtype="float64").proj.weight.dtype == torch.float64
+    assert factory.build("model", tmp_path / "ckpt", registry=toy, dtype=torch.float16).proj.weight.dtype == torch.float16
+    with pytest.raises(ConfigError, match="unknown dtype 'float7'"):
+        factory.build("model", tmp_path / "ckpt", registry=toy, dtype="float7")
+
+
+def test_dispatch_rule_applied_and_deprecation_warned(toy, tmp_path):
+    import toy_models
+
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy", "layer_types": ["full"]},
+              toy_models.Toy2Model(toy_models.Toy2Config()))
+    with pytest.warns(FutureWarning, match=r"deprecated since 0.1 and will be removed in 9.0; use toy"):
+        model = factory.build("model", tmp_path / "ckpt", registry=toy)
+    assert type(model).__name__ == "Toy2Model"
+    chain = factory.explain("model", tmp_path / "ckpt", registry=toy)
+    rule_steps = [s for s in chain if s["step"] == "dispatch rule"]
+    assert rule_steps and "toy -> toy2" in rule_steps[0]["result"].replace("config that has key 'layer_types' ", "")
+    assert rule_steps[0]["provenance"].endswith("toy.yaml:11")
+
+
+def test_architectures_fallback_without_model_type(toy, tmp_path):
+    _save_toy(tmp_path / "ckpt", {"architectures": ["ToyModel"]})
+    assert type(factory.build("model", tmp_path / "ckpt", registry=toy)).__name__ == "ToyModel"
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({"architectures": ["Nope"]}))
+    with pytest.raises(ConfigError, match="no registered class matches architectures") as info:
+        factory.build("model", tmp_path / "ckpt", registry=toy)
+    assert info.value.file.endswith("config.json")
+
+
+def test_auto_map_is_ignored_with_warning(toy, tmp_path):
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy", "auto_map": {"AutoModel": "evil.Model"}})
+    with pytest.warns(UntrustedCodeWarning, match="ignoring auto_map.*register it in a YAML|ignoring auto_map"):
+        model = factory.build("model", tmp_path / "ckpt", registry=toy)
+    assert type(model).__name__ == "ToyModel"
+    assert "evil" not in sys.modules
+
+
+def test_named_checkpoint_path_with_sha256(toy, tmp_path):
+    from factory.integrity import sha256_file
+
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy"})
+    digest = sha256_file(tmp_path / "ckpt" / "model.safetensors")
+    reg = tmp_path / "registry2"
+    reg.mkdir()
+    (reg / "ckpts.yaml").write_text(textwrap.dedent(f"""
+        schema_version: 1
+        kind: checkpoints
+        checkpoints:
+          good:
+            path: ../ckpt
+            architecture: toy
+            sha256: {{model.safetensors: {digest}}}
+          bad:
+            path: ../ckpt
+            sha256: {{model.safetensors: {'0' * 64}}}
+    """))
+    table = factory.load_registry(paths=[tmp_path / "registry", reg])
+    model = factory.build("model", "good", registry=table)
+    assert model.factory_provenance["source"] == "checkpoint"
+    assert "ckpts.yaml" in model.factory_provenance["checkpoint"]
+    with pytest.raises(IntegrityError) as info:
+        factory.build("model", "bad", registry=table)
+    message = str(info.value)
+    assert "model.safetensors" in message and digest in message and "0" * 64 in message
+
+
+def test_named_checkpoint_in_installed_distribution(toy, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    dist = site / "toy_weights-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-weights\nVersion: 1.0\n")
+    _save_toy(site / "toy_weights" / "model", {"model_type": "toy"})
+    monkeypatch.syspath_prepend(str(site))
+    reg = tmp_path / "registry3"
+    reg.mkdir()
+    (reg / "c.yaml").write_text(textwrap.dedent("""
+        schema_version: 1
+        kind: checkpoints
+        checkpoints:
+          packaged: {package: {distribution: toy-weights, path: toy_weights/model}}
+          missing: {package: {distribution: no-such-dist, path: x}}
+    """))
+    table = factory.load_registry(paths=[tmp_path / "registry", reg])
+    assert type(factory.build("model", "packaged", registry=table)).__name__ == "ToyModel"
+    with pytest.raises(CheckpointError, match="pip install --no-deps no-such-dist"):
+        factory.build("model", "missing", registry=table)
+
+
+def test_unknown_name_lists_what_was_tried(toy):
+    with pytest.raises(UnknownCheckpointError) as info:
+        factory.build("model", "tyo", registry=toy)
+    message = str(info.value)
+    for tried in ("named checkpoint", "local directory", "registered architecture", "Hub repo id"):
+        assert tried in message
+    assert "did you mean 'toy'" in message
+
+
+def test_task_errors(toy, tmp_path):
+    with pytest.raises(UnknownTaskError, match="did you mean 'causal-lm'"):
+        factory.build("casual-lm", "toy", registry=toy)
+    with pytest.raises(NoRegistrationError, match="architecture 'toy' supports: config, model"):
+        factory.build("causal-lm", "toy", registry=toy)
+    with pytest.raises(CheckpointError, match="needs files"):
+        factory.build("tokenizer", "gpt2")
+
+
+def test_bad_config_json(toy, tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON") as info:
+        factory.build("model", tmp_path / "ckpt", registry=toy)
+    assert info.value.file.endswith("config.json") and info.value.line == 1
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({"model_type": "tyo"}))
+    with pytest.raises(factory.UnknownArchitectureError, match="did you mean 'toy'"):
+        factory.build("model", tmp_path / "ckpt", registry=toy)
+
+
+def test_explain_does_not_import_torch(tmp_path):
+    code = (
+        "import sys, factory; chain = factory.explain('causal-lm', 'gpt2');"
+        "assert chain[0]['step'] == 'name';"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "factory", "explain", "text-generation", "gpt2"],
+                         check=True, capture_output=True, text=True).stdout
+    assert "causal-lm / gpt2 -> factory.models.gpt2:GPT2LMHeadModel" in out
+    assert "registry.d/models/gpt2.yaml:" in out
+
+
+def test_cli_build(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "factory", "build", "model", "gpt2", "--dtype", "float16"],
+                         check=True, capture_output=True, text=True).stdout
+    assert "factory.models.gpt2.GPT2Model" in out and "torch.float16" in out and "parameters:" in out
+    bad = subprocess.run([sys.executable, "-m", "factory", "build", "model", "no-such-thing"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "cannot resolve 'no-such-thing'" in bad.stderr
+    assert "Traceback" not in bad.stderr
