@@ -8,19 +8,22 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import *  # noqa: F401,F403  (the error hierarchy is public API)
 from .errors import FactoryError
-from .loader import load_registry, registry
-from .table import Table
 
 __version__ = "0.1.0"
 
 # Imported on first use: these pull in torch, huggingface_hub or transformers.
 _LAZY = {
+    "load_registry": ("factory.loader", "load_registry"),
+    "registry": ("factory.loader", "registry"),
+    "Table": ("factory.table", "Table"),
     "build": ("factory.builder", "build"),
     "explain": ("factory.resolve", "explain"),
     "save": ("factory.save", "save"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .loader import load_registry, registry
+    from .table import Table
     from .builder import build
     from .resolve import explain
     from .save import save

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import FactoryError
-from .loader import builtin_dir, collect, load_registry
+from .loader import builtin_dir, load_registry
 from .table import Registration, Table
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -94,9 +94,12 @@ def _split_paths(paths: Sequence[str]) -> tuple[list[str], bool]:
 
 
 def cmd_validate(args) -> int:
-    paths, _ = _split_paths(args.paths)
-    result = collect(paths)
-    findings = [finding_dict(e) for e in result.errors]
+    from .review import select_paths  # named files of another repo's registry.d: see factory.review
+
+    selection = select_paths(args.paths)
+    result = selection.result
+    findings = [finding_dict(e) for e in result.errors if not selection.hidden(e)]
+    hidden = len(result.errors) - len(findings)
     if result.table is not None and args.imports:
         from .imports import check_imports
 
@@ -107,6 +110,9 @@ def cmd_validate(args) -> int:
     if args.format == "text":
         status = "ok" if not findings else f"{len(findings)} problem(s)"
         print(f"{len(result.files)} file(s) checked: {status}", file=sys.stderr)
+        if hidden:
+            print(f"note: {hidden} problem(s) in other files of the same registry directory, not named here",
+                  file=sys.stderr)
     return EXIT_FINDINGS if findings else EXIT_OK
 
 
@@ -117,6 +123,9 @@ def _registration_row(reg: Registration) -> dict[str, Any]:
         "defined_at": f"{display_path(reg.provenance.file)}:{reg.provenance.line}",
         "source": reg.provenance.source,
     }
+    if reg.provenance.distribution:
+        row["distribution"] = reg.provenance.distribution
+        row["version"] = reg.provenance.version
     if reg.shadows:
         row["shadows"] = [f"{s.target} ({display_path(s.provenance.file)}:{s.provenance.line})" for s in reg.shadows]
     if reg.deprecated:
@@ -144,7 +153,10 @@ def cmd_list(args) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, ("task", "architecture", "target", "defined_at"))
+        for row in rows:
+            if row.get("distribution"):
+                row["source"] = f"{row['source']} ({row['distribution']} {row['version'] or ''})".replace(" )", ")")
+        _print_table(rows, ("task", "architecture", "target", "source", "defined_at"))
         print(f"{len(rows)} registration(s)", file=sys.stderr)
     return EXIT_OK
 

@@ -67,4 +67,4 @@ def check_imports(table: Table) -> list[dict[str, Any]]:
                 f"but architecture {arch!r} registers config {table.registrations[('config', arch)].target}",
                 hint="register the model's config_class as the architecture's config, or fix config_class",
                 **where), code="F003"))
-    return findings
+    return sorted(findings, key=lambda f: (f["file"] or "", f["line"] or 0))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import schemas
+from . import cache, schemas
 from .errors import FactoryError, RegistryError
 from .table import (
     Architecture,
@@ -52,11 +52,24 @@ class Source:
     version: str | None = None
 
     def files(self, skip: Sequence[Path] = ()) -> list[Path]:
+        """The source's YAML files, sorted by relative path (``skip``: directories to leave out)."""
         if self.root.is_file():
             return [self.root]
-        found = [p for p in self.root.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file()]
-        found = [p for p in found if not any(s == p or s in p.parents for s in skip)]
-        return sorted(found, key=lambda p: p.relative_to(self.root).as_posix())
+        skipped = {str(p) for p in skip}
+        found: list[tuple[str, str]] = []
+        stack = [(str(self.root), "")]
+        while stack:
+            directory, rel = stack.pop()
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.path in skipped:
+                        continue
+                    if entry.is_dir():
+                        stack.append((entry.path, f"{rel}{entry.name}/"))
+                    elif entry.name.endswith(YAML_SUFFIXES) and entry.is_file():
+                        found.append((f"{rel}{entry.name}", entry.path))
+        found.sort()
+        return [Path(path) for _, path in found]
 
 
 def builtin_dir() -> Path:
@@ -88,7 +101,7 @@ def discover_sources(
     if include_builtin:
         sources.append(Source("builtin", builtin_dir()))
     if include_plugins:
-        sources.extend(_plugin_sources(errors))
+        sources.extend(_cached_plugin_sources(errors))
     for entry in os.environ.get(PATH_ENV, "").split(os.pathsep):
         if entry:
             root = Path(entry).expanduser()
@@ -106,6 +119,27 @@ def discover_sources(
         else:
             sources.append(Source("path", root))
     return sources, errors
+
+
+def _cached_plugin_sources(errors: list[FactoryError]) -> list[Source]:
+    """Plugin sources; the entry-point scan is cached, keyed on the import path's directories."""
+    import sys
+
+    signature = []
+    for entry in sys.path:
+        try:
+            signature.append(f"{entry} {os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            signature.append(f"{entry} -")
+    key = cache.cache_key((), (), ["plugins", *signature])
+    cached = cache.read_json("plugins", key)
+    if cached is not None:
+        return [Source(kind, Path(root), dist, version) for kind, root, dist, version in cached]
+    before = len(errors)
+    found = _plugin_sources(errors)
+    if len(errors) == before:
+        cache.write_json("plugins", key, [[s.kind, str(s.root), s.distribution, s.version] for s in found])
+    return found
 
 
 def _plugin_sources(errors: list[FactoryError]) -> list[Source]:
@@ -139,29 +173,36 @@ def _plugin_sources(errors: list[FactoryError]) -> list[Source]:
     return found
 
 
-def read_sources(
+def list_files(
     sources: Sequence[Source], *, packs: bool | Iterable[str] | None = None
-) -> tuple[list[tuple[Document, Source]], list[FactoryError]]:
-    """Parse and schema-check every file of every source."""
-    docs: list[tuple[Document, Source]] = []
-    errors: list[FactoryError] = []
+) -> list[tuple[Source, Path]]:
+    """Every YAML file of every source, in merge order (disabled packs left out)."""
     skip_names = disabled_packs(packs)
+    out: list[tuple[Source, Path]] = []
     for source in sources:
         skip: list[Path] = []
         packs_dir = source.root / "packs"
         if source.kind == "builtin" and packs_dir.is_dir():
             skip = [p for p in packs_dir.iterdir() if skip_names is None or p.name in skip_names]
-        for path in source.files(skip):
-            try:
-                doc = load_document(path)
-            except RegistryError as exc:
-                errors.append(exc)
-                continue
-            found = schemas.validate(doc)
-            if found:
-                errors.extend(found)
-                continue
-            docs.append((doc, source))
+        out.extend((source, path) for path in source.files(skip))
+    return out
+
+
+def read_sources(files: Sequence[tuple[Source, Path]]) -> tuple[list[tuple[Document, Source]], list[FactoryError]]:
+    """Parse and schema-check every file."""
+    docs: list[tuple[Document, Source]] = []
+    errors: list[FactoryError] = []
+    for source, path in files:
+        try:
+            doc = load_document(path)
+        except RegistryError as exc:
+            errors.append(exc)
+            continue
+        found = schemas.validate(doc)
+        if found:
+            errors.extend(found)
+            continue
+        docs.append((doc, source))
     return docs, errors
 
 
@@ -253,7 +294,13 @@ def collect(
 ) -> LoadResult:
     """Load every source and report all problems instead of stopping at the first."""
     sources, errors = discover_sources(paths, include_builtin=include_builtin, include_plugins=include_plugins)
-    docs, read_errors = read_sources(sources, packs=packs)
+    files = list_files(sources, packs=packs)
+    if not errors:
+        key = _cache_key(sources, files, packs)
+        table = cache.read(key)
+        if table is not None:
+            return LoadResult(table, [], [p for _, p in files])
+    docs, read_errors = read_sources(files)
     errors.extend(read_errors)
     tasks, regs, archs, ckpts, entry_errors = entries_from(docs)
     errors.extend(entry_errors)
@@ -261,7 +308,19 @@ def collect(
     table = merge(tasks, regs, archs, ckpts, merge_errors,
                   sources=tuple(f"{s.kind}:{s.root}" for s in sources))
     errors.extend(merge_errors)
-    return LoadResult(table if not errors else None, errors, [d.path for d, _ in docs])
+    if table is not None and not errors:
+        cache.write(key, table)
+    return LoadResult(table if not errors else None, errors, [p for _, p in files])
+
+
+def _cache_key(sources: Sequence[Source], files: Sequence[tuple[Source, Path]], packs) -> str:
+    from . import __version__
+
+    off = disabled_packs(packs)
+    extra = [f"factory {__version__}", f"packs off: {'all' if off is None else sorted(off)}"]
+    extra += [f"schema {k} {schemas.schema_path(k).stat().st_size} {schemas.schema_path(k).stat().st_mtime_ns}"
+              for k in schemas.KINDS]
+    return cache.cache_key(sources, files, extra)
 
 
 def load_registry(

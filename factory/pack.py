@@ -218,7 +218,8 @@ class _Resolver:
                 obj = None
                 if name not in c2m:
                     continue
-            if obj is not None and not _is_placeholder(obj) and getattr(obj, "__name__", None) == name:
+            # (the lazy module silently swaps in the Pil class when torchvision is missing: not that one)
+            if obj is not None and not _is_placeholder(obj) and getattr(obj, "__name__", None) != f"{name}Pil":
                 if not inspect.isclass(obj):
                     continue
                 target = f"{obj.__module__}:{obj.__qualname__}"

@@ -6,6 +6,7 @@ Every registry YAML file is one document of a ``kind`` (``tasks``,
 """
 from __future__ import annotations
 
+import difflib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -46,9 +47,10 @@ def validate(doc: Document) -> list[SchemaError]:
     """All schema violations of ``doc``, each with file, line, column and JSON path."""
     data = doc.data
     if not isinstance(data, dict):
+        line, col = doc.where(())
         return [SchemaError(
             f"a registry document is a mapping, found {type(data).__name__}",
-            file=doc.path, line=1, json_path="$", hint=f"start with schema_version: {SCHEMA_VERSION} and kind: one of {', '.join(KINDS)}",
+            file=doc.path, line=line, column=col, json_path="$", hint=f"start with schema_version: {SCHEMA_VERSION} and kind: one of {', '.join(KINDS)}",
         )]
     kind = data.get("kind")
     if kind not in KINDS:
@@ -61,27 +63,54 @@ def validate(doc: Document) -> list[SchemaError]:
     from jsonschema.exceptions import best_match
 
     errors = []
-    for err in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        err = best_match([err])
-        path = tuple(err.absolute_path)
+    for err in _validator(kind).iter_errors(data):
+        path, message, hint = _describe(best_match([err]))
         line, col = doc.where(path)
-        errors.append(SchemaError(
-            _describe(err), file=doc.path, line=line, column=col,
-            json_path=_json_path(path), hint=err.schema.get("description") if isinstance(err.schema, dict) else None,
-        ))
-    return errors
+        errors.append(SchemaError(message, file=doc.path, line=line, column=col,
+                                  json_path=_json_path(path), hint=hint))
+    return sorted(errors, key=lambda e: (e.line, e.column or 0, e.message))
 
 
 def _json_path(path: tuple) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
-def _describe(err) -> str:
-    where = _json_path(tuple(err.absolute_path))
-    if err.validator == "pattern":
-        return f"{where}: {err.instance!r} is malformed (expected to match {err.validator_value})"
-    if err.validator == "additionalProperties":
-        return f"{where}: {err.message}"
-    if err.validator == "const":
-        return f"{where}: expected {err.validator_value!r}, found {err.instance!r}"
-    return f"{where}: {err.message}"
+def _describe(err) -> tuple[tuple, str, str | None]:
+    """(JSON path of the offending value, message, hint) for one jsonschema error.
+
+    Messages name what was expected in words (the schema's ``description``)
+    rather than a regular expression, and point at the offending key itself for
+    unknown keys and malformed key names.
+    """
+    path = tuple(err.absolute_path)
+    schema_ = err.schema if isinstance(err.schema, dict) else {}
+    description = schema_.get("description")
+    where = _json_path(path)
+    validator = err.validator
+    if path and path[-1] == "override" and validator in ("type", "minLength"):
+        return path, (f"{where}: an override needs a reason, found {err.instance!r}"), (
+            "write `override: <why this replaces the entry of an earlier source>`; "
+            "without an override, remove the key")
+    if "propertyNames" in err.relative_schema_path and isinstance(err.instance, str):
+        key_path = path + (err.instance,)
+        expected = description or f"a name matching {err.validator_value}"
+        return key_path, f"{_json_path(key_path)}: key {err.instance!r} is malformed, expected {expected}", None
+    if validator == "additionalProperties" and err.validator_value is False and isinstance(err.instance, dict):
+        allowed = list(schema_.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        if extra:
+            key = extra[0]
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            return path + (key,), f"{_json_path(path + (key,))}: unknown key {key!r}{guess}", (
+                f"allowed keys here: {', '.join(allowed)}")
+    if validator == "pattern":
+        expected = description or f"a value matching {err.validator_value}"
+        return path, f"{where}: {err.instance!r} is malformed, expected {expected}", None
+    if validator in ("oneOf", "anyOf") and description:
+        return path, f"{where}: expected {description}, found {err.instance!r}", None
+    if validator == "const":
+        return path, f"{where}: expected {err.validator_value!r}, found {err.instance!r}", description
+    if validator in ("required", "additionalProperties"):
+        return path, f"{where}: {err.message}", None
+    return path, f"{where}: {err.message}", description

@@ -59,6 +59,39 @@ class FrozenDict(Mapping):
         return (FrozenDict, (self._data,))
 
 
+class LazyDict(FrozenDict):
+    """A read-only mapping whose values are decoded from raw data on first access."""
+
+    __slots__ = ("_raw", "_decode")
+
+    def __init__(self, raw: dict, decode: Any) -> None:
+        super().__init__()
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_decode", decode)
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            value = self._data[key] = self._decode(self._raw[key])
+            return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"LazyDict({len(self._raw)} entries)"
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self.items()),))
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Where an entry was defined."""
@@ -89,7 +122,7 @@ class Task:
 
     def content(self) -> dict:
         return {"name": self.name, "group": self.group, "summary": self.summary,
-                "auto_class": self.auto_class, "aliases": sorted(self.aliases)}
+                "auto_class": self.auto_class, "aliases": sorted(self.aliases), "override": self.override}
 
 
 @dataclass(frozen=True)
@@ -207,8 +240,9 @@ class Checkpoint:
     def content(self) -> dict:
         return {"name": self.name, "hub": _plain(self.hub), "path": self.path_as_written,
                 "package": _plain(self.package), "sha256": _plain(self.sha256),
-                "architecture": self.architecture, "summary": self.summary,
-                "deprecated": asdict(self.deprecated) if self.deprecated else None}
+                "architecture": self.architecture, "summary": self.summary, "override": self.override,
+                "deprecated": asdict(self.deprecated) if self.deprecated else None,
+                "lint": _plain(self.lint)}
 
     path_as_written: str | None = None
 
@@ -221,6 +255,13 @@ class Dispatch:
     via: str  # model_type | architectures
     model_type: str | None
     rules: tuple[Rule, ...] = ()
+
+
+def _sorted_frozen(mapping: Mapping) -> FrozenDict:
+    """A FrozenDict in key order; a LazyDict (already sorted, from the cache) is kept as it is."""
+    if isinstance(mapping, LazyDict):
+        return mapping
+    return FrozenDict(sorted(mapping.items()))
 
 
 def _plain(value: Any) -> Any:
@@ -260,16 +301,18 @@ class Table:
         registrations: Mapping[tuple[str, str], Registration],
         checkpoints: Mapping[str, Checkpoint],
         sources: tuple[str, ...] = (),
+        *,
+        digest: str | None = None,
     ) -> None:
         aliases = {alias: task.name for task in tasks.values() for alias in task.aliases}
         set_ = object.__setattr__
-        set_(self, "tasks", FrozenDict(sorted(tasks.items())))
+        set_(self, "tasks", _sorted_frozen(tasks))
         set_(self, "aliases", FrozenDict(sorted(aliases.items())))
-        set_(self, "architectures", FrozenDict(sorted(architectures.items())))
-        set_(self, "registrations", FrozenDict(sorted(registrations.items())))
-        set_(self, "checkpoints", FrozenDict(sorted(checkpoints.items())))
+        set_(self, "architectures", _sorted_frozen(architectures))
+        set_(self, "registrations", _sorted_frozen(registrations))
+        set_(self, "checkpoints", _sorted_frozen(checkpoints))
         set_(self, "sources", tuple(sources))
-        set_(self, "digest", self._compute_digest())
+        set_(self, "digest", digest or self._compute_digest())
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("the dispatch table is immutable; load a new one instead")
@@ -300,7 +343,9 @@ class Table:
             "rules": [r.content() for a in self.architectures.values() for r in a.rules],
             "registrations": [r.content() for r in self.registrations.values()],
             "shadowed": [s.content() for r in self.registrations.values() for s in r.shadows],
+            "shadowed_tasks": [s.content() for t in self.tasks.values() for s in t.shadows],
             "checkpoints": [c.content() for c in self.checkpoints.values()],
+            "shadowed_checkpoints": [s.content() for c in self.checkpoints.values() for s in c.shadows],
         }
 
     def _compute_digest(self) -> str:
@@ -348,8 +393,10 @@ class Table:
 
     def find(self, task: str = "*", architecture: str = "*") -> list[Registration]:
         """Registrations matching shell-style wildcards (task aliases allowed)."""
-        if not any(ch in task for ch in "*?[") and task != "*":
+        if not any(ch in task for ch in "*?["):
             task = self.canonical_task(task)
+        if not any(ch in architecture for ch in "*?["):
+            self.architecture(architecture)  # a literal name: unknown -> error with suggestions
         return [
             reg for (t, a), reg in self.registrations.items()
             if fnmatch.fnmatchcase(t, task) and fnmatch.fnmatchcase(a, architecture)

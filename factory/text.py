@@ -28,13 +28,18 @@ from tokenizers.models import BPE, WordPiece
 
 from .errors import CheckpointError, FactoryError, MissingDependencyError, SaveError
 
-__all__ = ["Tokenizer", "BatchEncoding", "TokenizerError", "TokenizerFileError"]
+__all__ = ["Tokenizer", "BatchEncoding", "TokenizerError", "TokenizerFileError", "TOKENIZER_FILE_PATTERNS"]
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 CHAT_TEMPLATE_DIR = "additional_chat_templates"
+#: Files (glob patterns) a checkpoint's tokenizer may need; fetch these for the ``tokenizer`` component.
+TOKENIZER_FILE_PATTERNS = (
+    TOKENIZER_FILE, CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, CHAT_TEMPLATE_FILE, f"{CHAT_TEMPLATE_DIR}/*.jinja",
+    "vocab.txt", "vocab.json", "merges.txt", "config.json",
+)
 
 #: transformers' "no limit" model_max_length, and the threshold above which it means "no limit".
 VERY_LARGE_INTEGER = int(1e30)
@@ -43,28 +48,6 @@ LARGE_INTEGER = int(1e20)
 #: Named special tokens, in the order transformers registers them.
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
-# What the stock transformers tokenizer classes (and the model types that default to them) assume
-# when tokenizer_config.json does not say: which ones feed token_type_ids to the model, and which pad
-# on the left. Names are looked up as data, never imported. Generated from transformers 5.23.
-_TOKEN_TYPE_CLASSES = frozenset({
-    "BertTokenizer", "CanineTokenizer", "DPRQuestionEncoderTokenizer", "DebertaTokenizer", "DebertaV2Tokenizer",
-    "FNetTokenizer", "LayoutLMv2Tokenizer", "LxmertTokenizer", "MarkupLMTokenizer", "MobileBertTokenizer",
-    "TapasTokenizer",
-})
-_TOKEN_TYPE_MODEL_TYPES = frozenset({
-    "align", "bark", "bert", "blip", "bros", "canine", "chinese_clip", "convbert", "deberta", "deberta-v2",
-    "distilbert", "dpr", "electra", "ernie", "flava", "fnet", "git", "grounding-dino", "layoutlm", "layoutlmv2",
-    "lxmert", "markuplm", "megatron-bert", "mm-grounding-dino", "mobilebert", "nezha", "nomic_bert", "qdqbert",
-    "realm", "retribert", "squeezebert", "tapas", "tvp", "vilt", "visual_bert",
-})
-_LEFT_PADDING_CLASSES = frozenset({
-    "CodeLlamaTokenizer", "CohereTokenizer", "GemmaTokenizer", "LlamaTokenizer", "Siglip2Tokenizer", "XLNetTokenizer",
-})
-_LEFT_PADDING_MODEL_TYPES = frozenset({
-    "aya_vision", "code_llama", "cohere", "cohere2", "diffusion_gemma", "gemma", "gemma2", "gemma3", "gemma3_text",
-    "gemma3n", "gemma3n_text", "idefics", "idefics2", "recurrent_gemma", "shieldgemma2", "siglip2", "t5gemma",
-    "xlnet", "zaya",
-})
 # Classes whose vocab-file pipeline is exactly the BERT / GPT-2 one rebuilt here.
 _WORDPIECE_CLASSES = frozenset({
     "BertTokenizer", "DistilBertTokenizer", "ElectraTokenizer", "MobileBertTokenizer", "SqueezeBertTokenizer",
@@ -123,6 +106,14 @@ class BatchEncoding(dict):
             if hasattr(value, "to"):
                 self[key] = value.to(device)
         return self
+
+
+def _token_property(name: str, doc: str) -> property:
+    return property(lambda self: self._token(name), lambda self, value: self._set_token(name, value), doc=doc)
+
+
+def _token_id_property(name: str) -> property:
+    return property(lambda self: self._token_id(name), doc=f"Id of {name} (or None).")
 
 
 class Tokenizer:
@@ -204,7 +195,7 @@ class Tokenizer:
         if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
             config["extra_special_tokens"] = config.pop("additional_special_tokens")
 
-        class_name, model_type = _declared_class(config, directory)
+        class_name = _declared_class(config, directory)
         tokenizer_json = directory / TOKENIZER_FILE
         post_processor: tuple[bool, bool] | str | None = None  # what to rebuild after tokens are registered
         if tokenizer_json.is_file():
@@ -223,22 +214,20 @@ class Tokenizer:
                 config.setdefault("truncation_side", backend.truncation["direction"])
         elif (directory / "vocab.txt").is_file():
             _warn_if_other_pipeline(class_name, _WORDPIECE_CLASSES, "BERT WordPiece", directory / "vocab.txt")
-            for name, default in (("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
-                                  ("cls_token", "[CLS]"), ("mask_token", "[MASK]")):
-                config.setdefault(name, default)
-            backend = _wordpiece_backend(directory / "vocab.txt", config, config_path)
             class_name = class_name or "BertTokenizer"
+            _apply_class_defaults(config, class_name if class_name in _CLASS_SPECIAL_TOKENS else "BertTokenizer")
+            backend = _wordpiece_backend(directory / "vocab.txt", config, config_path)
             post_processor = "bert"
         elif (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
             _warn_if_other_pipeline(class_name, _BYTE_BPE_CLASSES, "GPT-2 byte-level BPE", directory / "vocab.json")
-            for name in ("unk_token", "bos_token", "eos_token"):
-                config.setdefault(name, "<|endoftext|>")
-            backend = _byte_level_bpe_backend(directory / "vocab.json", directory / "merges.txt", config)
             class_name = class_name or "GPT2Tokenizer"
+            _apply_class_defaults(config, class_name if class_name in _CLASS_SPECIAL_TOKENS else "GPT2Tokenizer")
+            backend = _byte_level_bpe_backend(directory / "vocab.json", directory / "merges.txt", config)
             post_processor = (bool(config.get("add_bos_token")), bool(config.get("add_eos_token")))
         else:
             raise TokenizerFileError(_no_tokenizer_files_message(directory), file=directory,
                                      hint=_no_tokenizer_files_hint(directory))
+        _apply_class_defaults(config, class_name)
 
         special, extra = _special_tokens(config, config_path)
         backend_added = {token.content for token in backend.get_added_tokens_decoder().values()}
@@ -250,11 +239,11 @@ class Tokenizer:
             backend,
             special_tokens=special,
             extra_special_tokens=extra,
-            padding_side=_side(config, "padding_side", "left" if _pads_left(class_name, model_type) else "right",
-                               config_path),
+            padding_side=_side(config, "padding_side",
+                               "left" if class_name in _LEFT_PADDING_CLASSES else "right", config_path),
             truncation_side=_side(config, "truncation_side", "right", config_path),
             model_max_length=_max_length(config, config_path),
-            model_input_names=_input_names(config, class_name, model_type, config_path),
+            model_input_names=_input_names(config, class_name, config_path),
             chat_template=chat_template,
             clean_up_tokenization_spaces=bool(config.get("clean_up_tokenization_spaces", False)),
             split_special_tokens=bool(config.get("split_special_tokens", False)),
@@ -278,9 +267,7 @@ class Tokenizer:
             if str(value) in present or any(str(value) == token.content for token in to_add):
                 continue
             if isinstance(value, AddedToken):
-                token = _copy_added_token(value)
-                if not token.special and str(value) in named:
-                    token = _copy_added_token(value, special=True)
+                token = _copy_added_token(value, special=True if str(value) in named else None)
             else:
                 token = AddedToken(str(value), special=True)
             to_add.append(token)
@@ -289,6 +276,10 @@ class Tokenizer:
 
     def _set_bert_post_processor(self) -> None:
         cls_token, sep_token = self.cls_token, self.sep_token
+        if cls_token is None or sep_token is None:
+            raise TokenizerFileError("a BERT-style vocab.txt tokenizer needs cls_token and sep_token, but the config "
+                                     "sets them to null", file=Path(self.name_or_path) / CONFIG_FILE,
+                                     hint="remove the null entries or ship a tokenizer.json")
         cls_id = self.cls_token_id if self.cls_token_id is not None else 2
         sep_id = self.sep_token_id if self.sep_token_id is not None else 3
         self._backend.post_processor = processors.TemplateProcessing(
@@ -335,27 +326,20 @@ class Tokenizer:
             )
         self._special[name] = value
 
-    bos_token = property(lambda self: self._token("bos_token"), lambda self, v: self._set_token("bos_token", v),
-                         doc="Beginning-of-sequence token (or None).")
-    eos_token = property(lambda self: self._token("eos_token"), lambda self, v: self._set_token("eos_token", v),
-                         doc="End-of-sequence token (or None).")
-    unk_token = property(lambda self: self._token("unk_token"), lambda self, v: self._set_token("unk_token", v),
-                         doc="Unknown token (or None).")
-    sep_token = property(lambda self: self._token("sep_token"), lambda self, v: self._set_token("sep_token", v),
-                         doc="Separator token (or None).")
-    pad_token = property(lambda self: self._token("pad_token"), lambda self, v: self._set_token("pad_token", v),
-                         doc="Padding token (or None); settable to a token already in the vocabulary.")
-    cls_token = property(lambda self: self._token("cls_token"), lambda self, v: self._set_token("cls_token", v),
-                         doc="Classifier token (or None).")
-    mask_token = property(lambda self: self._token("mask_token"), lambda self, v: self._set_token("mask_token", v),
-                          doc="Mask token (or None).")
-    bos_token_id = property(lambda self: self._token_id("bos_token"))
-    eos_token_id = property(lambda self: self._token_id("eos_token"))
-    unk_token_id = property(lambda self: self._token_id("unk_token"))
-    sep_token_id = property(lambda self: self._token_id("sep_token"))
-    pad_token_id = property(lambda self: self._token_id("pad_token"))
-    cls_token_id = property(lambda self: self._token_id("cls_token"))
-    mask_token_id = property(lambda self: self._token_id("mask_token"))
+    bos_token = _token_property("bos_token", "Beginning-of-sequence token (or None).")
+    eos_token = _token_property("eos_token", "End-of-sequence token (or None).")
+    unk_token = _token_property("unk_token", "Unknown token (or None).")
+    sep_token = _token_property("sep_token", "Separator token (or None).")
+    pad_token = _token_property("pad_token", "Padding token (or None); settable to a token already in the vocabulary.")
+    cls_token = _token_property("cls_token", "Classifier token (or None).")
+    mask_token = _token_property("mask_token", "Mask token (or None).")
+    bos_token_id = _token_id_property("bos_token")
+    eos_token_id = _token_id_property("eos_token")
+    unk_token_id = _token_id_property("unk_token")
+    sep_token_id = _token_id_property("sep_token")
+    pad_token_id = _token_id_property("pad_token")
+    cls_token_id = _token_id_property("cls_token")
+    mask_token_id = _token_id_property("mask_token")
 
     @property
     def pad_token_type_id(self) -> int:
@@ -775,10 +759,10 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def _load_backend(path: Path) -> Backend:
-    _read_json_object(path)  # precise JSON errors (line, column) before the Rust parser's
     try:
         return Backend.from_file(str(path))
     except Exception as exc:  # the Rust side raises plain Exception
+        _read_json_object(path)  # a precise JSON error (line, column) if that is the problem
         raise TokenizerFileError(f"is not a tokenizer the tokenizers library can read: {exc}", file=path,
                                  hint="re-save it with transformers' save_pretrained or a newer `tokenizers`") from exc
 
@@ -798,7 +782,7 @@ def _wordpiece_backend(vocab_path: Path, config: Mapping[str, Any], config_path:
             raise TokenizerFileError(f"{key} must be true or false, got {config[key]!r}", file=config_path)
     if strip_accents is not None and not isinstance(strip_accents, bool):
         raise TokenizerFileError(f"strip_accents must be true, false or null, got {strip_accents!r}", file=config_path)
-    backend = Backend(WordPiece(vocab, unk_token=str(_token_content(config["unk_token"]))))
+    backend = Backend(WordPiece(vocab, unk_token=_token_content(config.get("unk_token") or "[UNK]")))
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True,
         handle_chinese_chars=config.get("tokenize_chinese_chars", True),
@@ -812,10 +796,10 @@ def _wordpiece_backend(vocab_path: Path, config: Mapping[str, Any], config_path:
 
 def _byte_level_bpe_backend(vocab_path: Path, merges_path: Path, config: Mapping[str, Any]) -> Backend:
     """GPT-2's pipeline, as transformers' GPT2Tokenizer builds it from vocab.json + merges.txt."""
-    _read_json_object(vocab_path)
     try:
         vocab, merges = BPE.read_file(str(vocab_path), str(merges_path))
     except Exception as exc:
+        _read_json_object(vocab_path)  # a precise error if vocab.json is the problem
         raise TokenizerFileError(f"vocab.json / merges.txt cannot be read as a BPE vocabulary: {exc}",
                                  file=merges_path, hint="merges.txt must hold one 'left right' pair per line") from exc
     backend = Backend(BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
@@ -851,36 +835,39 @@ def _read_chat_templates(directory: Path, config: dict[str, Any], config_path: P
     )
 
 
-def _declared_class(config: Mapping[str, Any], directory: Path) -> tuple[str | None, str | None]:
-    """The tokenizer class name the checkpoint declares and its config.json model_type (data only)."""
+def _declared_class(config: Mapping[str, Any], directory: Path) -> str | None:
+    """The stock tokenizer class the checkpoint declares, else the one its config.json model_type implies.
+
+    Only a name, used to look up defaults below; nothing is imported.
+    """
     name = config.get("tokenizer_class")
-    name = name.removesuffix("Fast") if isinstance(name, str) and name else None
-    model_type = None
+    if isinstance(name, str) and name:
+        return name.removesuffix("Fast")
     config_json = directory / "config.json"
     if config_json.is_file():
         try:
             model_type = json.loads(config_json.read_text(encoding="utf-8")).get("model_type")
         except (OSError, ValueError, AttributeError):
-            model_type = None  # the model build reports a broken config.json; the tokenizer does not need it
-    return name, model_type if isinstance(model_type, str) else None
+            return None  # the model build reports a broken config.json; the tokenizer does not need it
+        if isinstance(model_type, str):
+            return _MODEL_TYPE_CLASS.get(model_type)
+    return None
 
 
-def _input_names(config: Mapping[str, Any], class_name: str | None, model_type: str | None,
-                 config_path: Path) -> tuple[str, ...]:
+def _apply_class_defaults(config: dict[str, Any], class_name: str | None) -> None:
+    """Fill special tokens the config omits with the declared class's defaults (explicit nulls stay null)."""
+    for name, value in _CLASS_SPECIAL_TOKENS.get(class_name or "", {}).items():
+        if value is not None:
+            config.setdefault(name, value)
+
+
+def _input_names(config: Mapping[str, Any], class_name: str | None, config_path: Path) -> tuple[str, ...]:
     names = config.get("model_input_names")
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise TokenizerFileError(f"model_input_names must be a list of strings, got {names!r}", file=config_path)
         return tuple(names)
-    if class_name is not None:
-        return _WITH_TOKEN_TYPES if class_name in _TOKEN_TYPE_CLASSES else _WITHOUT_TOKEN_TYPES
-    return _WITH_TOKEN_TYPES if model_type in _TOKEN_TYPE_MODEL_TYPES else _WITHOUT_TOKEN_TYPES
-
-
-def _pads_left(class_name: str | None, model_type: str | None) -> bool:
-    if class_name is not None:
-        return class_name in _LEFT_PADDING_CLASSES
-    return model_type in _LEFT_PADDING_MODEL_TYPES
+    return _WITH_TOKEN_TYPES if class_name in _TOKEN_TYPE_CLASSES else _WITHOUT_TOKEN_TYPES
 
 
 def _side(config: Mapping[str, Any], key: str, default: str, config_path: Path) -> str:
@@ -1160,8 +1147,6 @@ def _plain(value: Any) -> Any:
     """Rebuild template inputs from plain JSON types, so the sandbox never sees rich objects."""
     if value is None or type(value) in (str, int, float, bool):
         return value
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
@@ -1173,3 +1158,201 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return f"<{type(value).__name__}>"
+
+
+# ---------------------------------------------------------------------------------------------------- class data
+# What the stock transformers tokenizer classes assume when a checkpoint's files do not say. Class names
+# are looked up here as data and never imported. Generated from transformers 5.23: each class's
+# ``model_input_names`` and ``padding_side`` attributes, its ``__init__`` special-token defaults, and
+# ``TOKENIZER_MAPPING_NAMES`` (only model types whose class appears in one of these tables).
+_TOKEN_TYPE_CLASSES = frozenset(
+    "BertTokenizer CanineTokenizer DPRQuestionEncoderTokenizer DebertaTokenizer DebertaV2Tokenizer FNetTokenizer "
+    "LayoutLMv2Tokenizer LxmertTokenizer MarkupLMTokenizer MobileBertTokenizer TapasTokenizer".split()
+)
+_LEFT_PADDING_CLASSES = frozenset(
+    "CodeLlamaTokenizer CohereTokenizer GemmaTokenizer LlamaTokenizer Siglip2Tokenizer XLNetTokenizer".split()
+)
+#: model_type -> the tokenizer class transformers uses when tokenizer_config.json names none.
+_CLASS_OF_MODEL_TYPES = {
+    "AlbertTokenizer": "albert yoso",
+    "BartTokenizer": "florence2",
+    "BarthezTokenizer": "barthez",
+    "BertJapaneseTokenizer": "bert-japanese",
+    "BertTokenizer": (
+        "align bark bert blip bros chinese_clip convbert distilbert electra ernie flava git "
+        "grounding-dino layoutlm megatron-bert mm-grounding-dino nezha nomic_bert qdqbert realm "
+        "retribert squeezebert tvp vilt visual_bert"
+    ),
+    "BertweetTokenizer": "bertweet",
+    "BigBirdTokenizer": "big_bird",
+    "BioGptTokenizer": "biogpt",
+    "BlenderbotSmallTokenizer": "blenderbot-small",
+    "BlenderbotTokenizer": "blenderbot",
+    "ByT5Tokenizer": "byt5",
+    "CLIPTokenizer": "aimv2 clip clipseg groupvit omdet-turbo oneformer owlv2 owlvit sam3 sam3_video xclip",
+    "CTRLTokenizer": "ctrl",
+    "CamembertTokenizer": "camembert",
+    "CanineTokenizer": "canine",
+    "ClvpTokenizer": "clvp",
+    "CodeLlamaTokenizer": "code_llama",
+    "CohereTokenizer": "aya_vision cohere cohere2",
+    "CpmAntTokenizer": "cpmant",
+    "DPRQuestionEncoderTokenizer": "dpr",
+    "DebertaTokenizer": "deberta",
+    "DebertaV2Tokenizer": "deberta-v2",
+    "DiaTokenizer": "dia",
+    "EsmTokenizer": "esm",
+    "EsmcTokenizer": "esmc esmfold2",
+    "FNetTokenizer": "fnet",
+    "FSMTTokenizer": "fsmt",
+    "FlaubertTokenizer": "flaubert",
+    "FunnelTokenizer": "funnel",
+    "GPT2Tokenizer": (
+        "blip-2 codegen dbrx emu3 gpt2 gpt_neo gptj hyperclovax_vision_v2 instructblip "
+        "instructblipvideo jais2 opt phi starcoder2"
+    ),
+    "GPTNeoXJapaneseTokenizer": "gpt_neox_japanese",
+    "GPTNeoXTokenizer": "falcon_mamba gpt_neox mamba mamba2 mpt olmo olmoe rwkv xlstm",
+    "GemmaTokenizer": (
+        "diffusion_gemma gemma gemma2 gemma3 gemma3_text gemma3n gemma3n_text recurrent_gemma "
+        "shieldgemma2 t5gemma zaya"
+    ),
+    "HerbertTokenizer": "herbert",
+    "LEDTokenizer": "led",
+    "LasrTokenizer": "lasr_ctc lasr_encoder",
+    "LayoutLMv2Tokenizer": "layoutlmv2",
+    "LayoutLMv3Tokenizer": "layoutlmv3",
+    "LayoutXLMTokenizer": "layoutxlm",
+    "LlamaTokenizer": "idefics idefics2",
+    "LukeTokenizer": "luke",
+    "LxmertTokenizer": "lxmert",
+    "MBart50Tokenizer": "mbart50",
+    "MBartTokenizer": "mbart",
+    "MPNetTokenizer": "mpnet",
+    "MarkupLMTokenizer": "markuplm",
+    "MgpstrTokenizer": "mgp-str",
+    "MobileBertTokenizer": "mobilebert",
+    "MvpTokenizer": "mvp",
+    "MyT5Tokenizer": "myt5",
+    "NllbTokenizer": "nllb nllb-moe",
+    "NougatTokenizer": "nougat pp_formulanet",
+    "OpenAIGPTTokenizer": "openai-gpt",
+    "PegasusTokenizer": "pegasus",
+    "PerceiverTokenizer": "perceiver",
+    "PhobertTokenizer": "phobert",
+    "ProphetNetTokenizer": "prophetnet",
+    "Qwen2Tokenizer": (
+        "audioflamingo3 colqwen2 cosmos3_omni dots3_note fun_asr_nano hunyuan_vl internvl "
+        "lighton_ocr moss_transcribe_diarize ovis2 qianfan_ocr qwen2 qwen2_5_omni qwen2_5_vl "
+        "qwen2_audio qwen2_moe qwen2_vl qwen3 qwen3_asr qwen3_moe qwen3_next qwen3_omni_moe "
+        "qwen3_vl qwen3_vl_moe vibevoice"
+    ),
+    "Qwen3_5Tokenizer": "qwen3_5 qwen3_5_moe qwen3_5_moe_text qwen3_5_text qwen4_exp",
+    "ReformerTokenizer": "reformer",
+    "RemBertTokenizer": "rembert",
+    "RoCBertTokenizer": "roc_bert",
+    "RoFormerTokenizer": "roformer",
+    "RobertaTokenizer": (
+        "bart bridgetower clap data2vec-text ibert lilt longformer mega mra roberta roberta- "
+        "prelayernorm"
+    ),
+    "SeamlessM4TTokenizer": "seamless_m4t seamless_m4t_v2",
+    "Siglip2Tokenizer": "siglip2",
+    "SplinterTokenizer": "splinter",
+    "T5Tokenizer": "mt5 musicgen musicgen_melody switch_transformers t5",
+    "TapasTokenizer": "tapas",
+    "UdopTokenizer": "udop",
+    "VideoPrismTokenizer": "videoprism",
+    "VitsTokenizer": "vits",
+    "Wav2Vec2CTCTokenizer": (
+        "data2vec-audio hubert unispeech unispeech-sat wav2vec2 wav2vec2-bert "
+        "wav2vec2-conformer"
+    ),
+    "Wav2Vec2PhonemeCTCTokenizer": "wav2vec2_phoneme",
+    "WhisperTokenizer": "whisper",
+    "XGLMTokenizer": "xglm",
+    "XLMRobertaTokenizer": "gte jina_embeddings_v3 metaclip_2 trocr xlm-roberta xmod",
+    "XLMTokenizer": "xlm",
+    "XLNetTokenizer": "xlnet",
+}
+#: (bos, eos, unk, sep, pad, cls, mask) the stock classes default to when the checkpoint's config omits them.
+_DEFAULT_SPECIAL_TOKENS = (
+    ("BartTokenizer BarthezTokenizer BertweetTokenizer BlenderbotTokenizer CamembertTokenizer LEDTokenizer "
+     "LayoutLMv3Tokenizer LayoutXLMTokenizer LukeTokenizer MBartTokenizer MarkupLMTokenizer MvpTokenizer "
+     "NllbTokenizer PhobertTokenizer RobertaTokenizer XLMRobertaTokenizer",
+     ("<s>", "</s>", "<unk>", "</s>", "<pad>", "<s>", "<mask>")),
+    ("BertJapaneseTokenizer BertTokenizer LayoutLMv2Tokenizer LxmertTokenizer MobileBertTokenizer "
+     "RoCBertTokenizer RoFormerTokenizer SplinterTokenizer TapasTokenizer",
+     (None, None, "[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")),
+    ("ByT5Tokenizer LasrTokenizer MyT5Tokenizer T5Tokenizer VideoPrismTokenizer",
+     (None, "</s>", "<unk>", None, "<pad>", None, None)),
+    ("CpmAntTokenizer NougatTokenizer Wav2Vec2CTCTokenizer Wav2Vec2PhonemeCTCTokenizer",
+     ("<s>", "</s>", "<unk>", None, "<pad>", None, None)),
+    ("AlbertTokenizer FNetTokenizer RemBertTokenizer",
+     ("[CLS]", "[SEP]", "<unk>", "[SEP]", "<pad>", "[CLS]", "[MASK]")),
+    ("CLIPTokenizer GPTNeoXJapaneseTokenizer",
+     ("<|startoftext|>", "<|endoftext|>", "<|endoftext|>", None, "<|endoftext|>", None, None)),
+    ("Qwen2Tokenizer Qwen3_5Tokenizer",
+     (None, "<|endoftext|>", "<|endoftext|>", None, "<|endoftext|>", None, None)),
+    ("GPT2Tokenizer WhisperTokenizer",
+     ("<|endoftext|>", "<|endoftext|>", "<|endoftext|>", None, None, None, None)),
+    ("CodeLlamaTokenizer LlamaTokenizer",
+     ("<s>", "</s>", "<unk>", None, None, None, None)),
+    ("CTRLTokenizer OpenAIGPTTokenizer",
+     (None, None, "<unk>", None, None, None, None)),
+    ("DebertaTokenizer DebertaV2Tokenizer",
+     ("[CLS]", "[SEP]", "[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")),
+    ("GemmaTokenizer Siglip2Tokenizer",
+     ("<bos>", "<eos>", "<unk>", None, "<pad>", None, "<mask>")),
+    ("EsmTokenizer EsmcTokenizer",
+     (None, "<eos>", "<unk>", None, "<pad>", "<cls>", "<mask>")),
+    ("FlaubertTokenizer XLMTokenizer",
+     ("<s>", None, "<unk>", "</s>", "<pad>", "</s>", "<special1>")),
+    ("FunnelTokenizer XLNetTokenizer",
+     ("<s>", "</s>", "<unk>", "<sep>", "<pad>", "<cls>", "<mask>")),
+    ("SeamlessM4TTokenizer XGLMTokenizer",
+     ("<s>", "</s>", "<unk>", "</s>", "<pad>", "<s>", None)),
+    ("CohereTokenizer",
+     ("<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<UNK>", "<SEP>", "<PAD>", "<CLS>", "<MASK_TOKEN>")),
+    ("BigBirdTokenizer",
+     ("<s>", "</s>", "<unk>", "[SEP]", "<pad>", "[CLS]", "[MASK]")),
+    ("BioGptTokenizer",
+     ("<s>", "</s>", "<unk>", "</s>", "<pad>", None, None)),
+    ("BlenderbotSmallTokenizer",
+     ("__start__", "__end__", "__unk__", None, "__null__", None, None)),
+    ("CanineTokenizer",
+     ("\ue000", "\ue001", None, "\ue001", "\u0000", "\ue000", "\ue003")),
+    ("ClvpTokenizer",
+     ("<|endoftext|>", "[STOP]", "[UNK]", None, "[STOP]", None, None)),
+    ("DiaTokenizer",
+     (None, None, "<pad>", None, "<pad>", None, None)),
+    ("GPTNeoXTokenizer",
+     ("<|endoftext|>", "<|endoftext|>", "<|endoftext|>", None, "<|padding|>", None, None)),
+    ("FSMTTokenizer",
+     ("<s>", None, "<unk>", "</s>", "<pad>", None, None)),
+    ("HerbertTokenizer",
+     (None, None, "<unk>", "</s>", "<pad>", "<s>", "<mask>")),
+    ("MBart50Tokenizer",
+     (None, "</s>", "<unk>", "</s>", "<pad>", "<s>", "<mask>")),
+    ("MgpstrTokenizer",
+     ("[GO]", "[s]", "[GO]", None, "[GO]", None, None)),
+    ("MPNetTokenizer",
+     ("<s>", "</s>", "[UNK]", "</s>", "<pad>", "<s>", "<mask>")),
+    ("PegasusTokenizer",
+     (None, "</s>", "<unk>", None, "<pad>", None, "<mask_2>")),
+    ("PerceiverTokenizer",
+     ("[BOS]", "[EOS]", None, "[SEP]", "[PAD]", "[CLS]", "[MASK]")),
+    ("ProphetNetTokenizer",
+     (None, None, "[UNK]", "[SEP]", "[PAD]", None, "[MASK]")),
+    ("ReformerTokenizer",
+     (None, "</s>", "<unk>", None, None, None, None)),
+    ("UdopTokenizer",
+     (None, "</s>", "<unk>", "</s>", "<pad>", None, None)),
+    ("VitsTokenizer",
+     (None, None, "<unk>", None, "<pad>", None, None)),
+)
+
+_MODEL_TYPE_CLASS = {mt: cls for cls, types in _CLASS_OF_MODEL_TYPES.items() for mt in types.split()}
+_CLASS_SPECIAL_TOKENS = {
+    cls: dict(zip(SPECIAL_TOKEN_NAMES, values)) for names, values in _DEFAULT_SPECIAL_TOKENS for cls in names.split()
+}

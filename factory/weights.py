@@ -1,4 +1,4 @@
-"""Checkpoint weights: find the files, construct on the meta device, load, tie, verify.
+"""Checkpoint weights: find the files, construct on the meta device, load, tie, cast.
 
 The loading path keeps one copy of the weights in memory:
 
@@ -16,7 +16,6 @@ read only with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import struct
@@ -37,15 +36,11 @@ from .errors import (
     CheckpointError,
     ConfigError,
     FactoryError,
-    IntegrityError,
     PickleRefusedError,
     WeightsMismatchError,
 )
+from .hub import PICKLE_INDEX, PICKLE_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, read_index
 
-SAFE_WEIGHTS = "model.safetensors"
-SAFE_INDEX = "model.safetensors.index.json"
-PICKLE_WEIGHTS = "pytorch_model.bin"
-PICKLE_INDEX = "pytorch_model.bin.index.json"
 #: Other pickle names recognised (and refused) in a checkpoint directory.
 PICKLE_SINGLE_NAMES = (PICKLE_WEIGHTS, "model.pt", "model.pth")
 
@@ -109,7 +104,7 @@ def find_weight_files(directory: str | Path, *, allow_pickle: bool = False) -> l
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(
-            f"checkpoint directory {directory} does not exist or is not a directory",
+            "checkpoint directory does not exist or is not a directory",
             file=directory,
         )
     if (directory / SAFE_WEIGHTS).is_file():
@@ -121,7 +116,7 @@ def find_weight_files(directory: str | Path, *, allow_pickle: bool = False) -> l
     if pickles:
         if not allow_pickle:
             raise PickleRefusedError(
-                f"checkpoint {directory} has only pickle weights ({', '.join(pickles)}); pickle files can run "
+                f"this checkpoint has only pickle weights ({', '.join(pickles)}); pickle files can run "
                 "arbitrary code and are refused by default",
                 file=directory / pickles[0],
                 hint="convert the checkpoint to safetensors, or pass allow_pickle=True to load it with "
@@ -134,7 +129,7 @@ def find_weight_files(directory: str | Path, *, allow_pickle: bool = False) -> l
     present = sorted(p.name for p in directory.iterdir())
     shown = ", ".join(present[:15]) + (" ..." if len(present) > 15 else "") if present else "nothing"
     raise CheckpointError(
-        f"no weights in checkpoint {directory}: looked for {SAFE_WEIGHTS}, {SAFE_INDEX}"
+        f"no weights in this checkpoint directory: looked for {SAFE_WEIGHTS}, {SAFE_INDEX}"
         f"{', ' + ', '.join((PICKLE_INDEX, *PICKLE_SINGLE_NAMES)) if allow_pickle else ''}; found {shown}",
         file=directory,
         hint="point at a directory written by save_pretrained()/factory.save(), or build with weights=False",
@@ -142,66 +137,18 @@ def find_weight_files(directory: str | Path, *, allow_pickle: bool = False) -> l
 
 
 def _shards_from_index(index: Path) -> list[Path]:
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"index {index} is not valid JSON: {exc.msg}", file=index, line=exc.lineno,
-                              column=exc.colno) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"index {index} cannot be read: {exc}", file=index) from None
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not weight_map or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
-    ):
-        raise CheckpointError(
-            f"index {index} has no usable 'weight_map' (a non-empty mapping of tensor name -> shard file)",
-            file=index,
-        )
-    shards: list[Path] = []
-    for name in dict.fromkeys(weight_map.values()):  # unique, in first-mention order
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise CheckpointError(
-                f"index {index} names shard {name!r}, which is not a plain file name in the checkpoint directory",
-                file=index,
-            )
+    shards = []
+    for name in read_index(index):
         shard = index.parent / name
         if not shard.is_file():
             raise CheckpointError(
-                f"index {index} names shard {name}, but {shard} is missing",
+                f"the index names shard {name}, which is missing from {index.parent}",
                 file=index,
                 shard=name,
                 hint="the download or copy is incomplete: fetch the missing shard (or the whole checkpoint) again",
             )
         shards.append(shard)
     return shards
-
-
-# --- integrity ------------------------------------------------------------------
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def verify_sha256(directory: str | Path, pins: Mapping[str, str]) -> None:
-    """Check each pinned file (relative to ``directory``) against its sha256 (``"sha256:"`` prefix allowed)."""
-    directory = Path(directory)
-    for name, expected in pins.items():
-        path = directory / name
-        want = str(expected).strip().lower().removeprefix("sha256:")
-        if not path.is_file():
-            raise CheckpointError(
-                f"pinned file {name} is missing from checkpoint {directory}", file=path, expected=want,
-                hint="the download is incomplete, or the pin names a file this checkpoint does not have",
-            )
-        got = sha256_of(path)
-        if got != want:
-            raise IntegrityError(
-                f"sha256 mismatch for {path}: pinned {want}, file has {got}",
-                file=path, expected=want, actual=got,
-                hint="the file changed or is corrupt: delete it and download again; if the new content is "
-                "intended, update the pin in the named checkpoint's YAML after review",
-            )
 
 
 # --- construction on the meta device ------------------------------------------
@@ -216,9 +163,9 @@ def _parameters_on_meta() -> Iterator[None]:
 
     def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         if param is not None and param.device.type != "meta" and threading.get_ident() == owner:
-            attrs = dict(param.__dict__)
-            attrs["requires_grad"] = param.requires_grad
-            param = type(param)(param.detach().to("meta"), **attrs)
+            meta = type(param)(param.detach().to("meta"), requires_grad=param.requires_grad)
+            meta.__dict__.update(param.__dict__)
+            param = meta
         original(module, name, param)
 
     with _META_LOCK:
@@ -271,7 +218,7 @@ def fresh_model(
 
 
 # --- reading tensors ----------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Entry:
     """One tensor of a checkpoint: where its bytes are, or (pickle) the tensor itself."""
 
@@ -295,10 +242,10 @@ def _read_safetensors_header(path: Path) -> dict[str, _Entry]:
         with safe_open(str(path), framework="pt"):
             pass
     except FileNotFoundError:
-        raise CheckpointError(f"weights file {path} does not exist", file=path) from None
+        raise CheckpointError("weights file does not exist", file=path) from None
     except Exception as exc:  # SafetensorError, OSError
         raise CheckpointError(
-            f"{path} is not a valid safetensors file: {exc}",
+            f"not a valid safetensors file: {exc}",
             file=path,
             hint="the file is truncated or corrupt (interrupted download or copy?): delete it and fetch it again",
         ) from None
@@ -313,7 +260,7 @@ def _read_safetensors_header(path: Path) -> dict[str, _Entry]:
         dtype = _ST_DTYPES.get(info["dtype"])
         if dtype is None:
             raise CheckpointError(
-                f"{path}: tensor {key} has dtype {info['dtype']}, which this torch ({torch.__version__}) cannot hold",
+                f"tensor {key} has dtype {info['dtype']}, which this torch ({torch.__version__}) cannot hold",
                 file=path,
             )
         begin, end = info["data_offsets"]
@@ -327,10 +274,10 @@ def _read_pickle(path: Path) -> dict[str, _Entry]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except FileNotFoundError:
-        raise CheckpointError(f"weights file {path} does not exist", file=path) from None
+        raise CheckpointError("weights file does not exist", file=path) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         raise CheckpointError(
-            f"{path} could not be loaded with torch.load(weights_only=True): {str(exc).splitlines()[0]}",
+            f"could not be loaded with torch.load(weights_only=True): {str(exc).splitlines()[0]}",
             file=path,
             hint="the file is corrupt, or it contains objects other than tensors (code) and is refused",
         ) from None
@@ -338,7 +285,7 @@ def _read_pickle(path: Path) -> dict[str, _Entry]:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(
-            f"{path} does not hold a flat state dict (tensor name -> tensor)", file=path,
+            "does not hold a flat state dict (tensor name -> tensor)", file=path,
         )
     return {k: _Entry(k, path, v.dtype, tuple(v.shape), tensor=v) for k, v in state.items()}
 
@@ -387,7 +334,7 @@ class _Reader:
         buf = bytearray(entry.nbytes)
         fh.seek(entry.start)
         if fh.readinto(buf) != entry.nbytes:
-            raise CheckpointError(f"{entry.file} ended before the data of tensor {entry.key}", file=entry.file)
+            raise CheckpointError(f"file ended before the data of tensor {entry.key}", file=entry.file)
         return torch.frombuffer(buf, dtype=entry.dtype).view(entry.shape)
 
 
@@ -444,7 +391,7 @@ def load_weights(
         if _is_pickle(path):
             if not allow_pickle:
                 raise PickleRefusedError(
-                    f"{path} is a pickle file, refused by default (pickle can run arbitrary code)",
+                    "pickle weights file refused by default (pickle can run arbitrary code)",
                     file=path, hint="use safetensors weights, or pass allow_pickle=True",
                 )
             found = _read_pickle(path)
@@ -461,7 +408,7 @@ def load_weights(
     plan = _plan(model, entries)
     where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
     if plan.missing or plan.unexpected or plan.mismatched:
-        message = _mismatch_message(model, where, plan)
+        message = _mismatch_message(model, plan)
         if strict:
             raise WeightsMismatchError(
                 message, file=where, missing=plan.missing, unexpected=plan.unexpected, mismatched=plan.mismatched,
@@ -480,7 +427,7 @@ def load_weights(
         floating = Counter(t.dtype for t in tensors.values() if t.dtype.is_floating_point)
         del tensors
     params = dict(model.named_parameters(remove_duplicate=False))
-    to_init = [n for n in (*plan.missing, *bad_shape) if n in params and n not in plan.ties]
+    to_init = [n for n in (*plan.missing, *bad_shape) if n in params and params[n].is_meta and n not in plan.ties]
     _materialise(model, to_init, dtype, target_device)
     _apply_ties(model, plan.ties)
     _move_buffers(model, target_device)
@@ -609,7 +556,7 @@ def _tie_map(model: nn.Module) -> dict[str, str]:
     return ties
 
 
-def _mismatch_message(model: nn.Module, where: Path, plan: _Plan) -> str:
+def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
     def listing(title: str, lines: list[str]) -> list[str]:
         if not lines:
             return []
@@ -617,7 +564,7 @@ def _mismatch_message(model: nn.Module, where: Path, plan: _Plan) -> str:
         return [f"  {title}:"] + [f"    - {line}" for line in lines[:_MAX_LISTED]] + more
 
     parts = [
-        f"checkpoint {where} does not match {type(model).__name__}: {len(plan.missing)} missing, "
+        f"checkpoint weights do not match {type(model).__name__}: {len(plan.missing)} missing, "
         f"{len(plan.unexpected)} unexpected, {len(plan.mismatched)} with the wrong shape",
         *listing("missing (in the model, not in the checkpoint)",
                  [f"{k} {list(plan.shapes[k])}" for k in plan.missing]),

@@ -19,12 +19,14 @@ from typing import Any
 
 import yaml
 
-from .errors import YAMLSyntaxError
+from .errors import RegistryError, YAMLSyntaxError
 
 _Composer = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: Built values a single file may expand to; a registry file has a few hundred.
 NODE_BUDGET = 200_000
+#: Nesting depth a file may reach; registry files need fewer than ten levels.
+MAX_DEPTH = 64
 
 _CORE_TAGS = {
     "tag:yaml.org,2002:" + name
@@ -67,11 +69,16 @@ class _Builder:
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
         self.budget -= 1
         if self.budget < 0:
-            raise self.error(
-                node,
+            # Aliased nodes carry the anchor's position; name the top-level entry being expanded.
+            line, column = self.positions.get(path[:1], (node.start_mark.line + 1, node.start_mark.column + 1))
+            raise YAMLSyntaxError(
                 f"document expands to more than {NODE_BUDGET} values (an alias-expansion bomb?)",
+                file=self.path, line=line, column=column,
                 hint="registry files never need this many values; remove the repeated aliases",
             )
+        if len(path) > MAX_DEPTH:
+            raise self.error(node, f"values nested more than {MAX_DEPTH} levels deep",
+                             hint="registry files are a few levels deep; flatten the document")
         self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if node.tag not in _CORE_TAGS:
             raise self.error(
@@ -115,7 +122,11 @@ class _Builder:
 def load_document(path: str | Path) -> Document:
     """Parse one YAML file into a :class:`Document`; raises :class:`YAMLSyntaxError`."""
     path = Path(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"cannot read registry file: {exc.strerror or exc}", file=path,
+                            hint="check that the file exists and is readable") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -142,6 +153,9 @@ def parse_text(text: str, path: str | Path) -> Document:
         raise YAMLSyntaxError(f"invalid YAML: {problem}", file=path, line=line, column=column) from None
     except yaml.YAMLError as exc:
         raise YAMLSyntaxError(f"invalid YAML: {exc}", file=path) from None
+    except RecursionError:
+        raise YAMLSyntaxError(f"values nested too deeply (more than {MAX_DEPTH} levels)", file=path,
+                              hint="registry files are a few levels deep; flatten the document") from None
     if node is None:
         raise YAMLSyntaxError(
             "file is empty (no YAML document)", file=path, line=1,

@@ -343,7 +343,7 @@ def _yarn_frequencies(config: _DecoderConfig, base: float, dim: int) -> tuple[to
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin of ``position_ids * inv_freq``, half-width ``[batch, seq, head_dim // 2]``."""
+    """cos and sign-folded sin of ``position_ids * inv_freq``, each ``[batch, seq, head_dim]``."""
 
     def __init__(self, config: _DecoderConfig) -> None:
         super().__init__()
@@ -370,17 +370,17 @@ class RotaryEmbedding(nn.Module):
         cos, sin = freqs.cos(), freqs.sin()
         if self.attention_scaling != 1.0:
             cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
-        return cos.to(dtype), sin.to(dtype)
+        # sin carries rotate_half's sign: (-sin, sin), so rotation is x * cos + swap_halves(x) * sin.
+        return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((-sin, sin), dim=-1).to(dtype)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` [batch, heads, seq, head_dim] by half-width cos/sin [batch, seq, head_dim // 2].
+    """Rotate ``x`` [batch, heads, seq, head_dim] by the :class:`RotaryEmbedding` outputs.
 
-    Same arithmetic as transformers' ``x * cos + rotate_half(x) * sin`` on the duplicated halves.
+    Bit-for-bit transformers' ``x * cos + rotate_half(x) * sin`` with one negation fewer per call.
     """
-    cos, sin = cos[:, None], sin[:, None]
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    return x * cos[:, None] + torch.cat((x2, x1), dim=-1) * sin[:, None]
 
 
 # --- layers ---------------------------------------------------------------------
@@ -527,7 +527,7 @@ def causal_mask(
     kv_index = torch.arange(kv_length, device=device)[None, :]
     mask = kv_index <= q_index
     if window is not None:
-        pass
+        mask = mask & (kv_index > q_index - window)
     mask = mask[None, None]
     if padded:
         mask = mask & attention_mask[:, None, None, :].bool()

@@ -58,6 +58,7 @@ VARIANTS = {
         dict(
             head_dim=16,
             attention_bias=True,
+            max_position_embeddings=64,
             rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=16),
         ),
         False,
@@ -348,6 +349,20 @@ def test_qwen2_sliding_window_only_when_enabled():
                                        "num_hidden_layers": 3})
     assert on._layer_windows() == [None, 8, 8]
     assert native.MistralConfig.from_dict({"sliding_window": None, "num_hidden_layers": 2})._layer_windows() == [None, None]
+
+
+@pytest.mark.parametrize("variant", ["llama-llama3-tied", "qwen3-yarn"])
+def test_bfloat16_matches_transformers_bit_for_bit(variant, checkpoints):
+    _, directory = checkpoints(variant, "causal-lm")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.bfloat16).eval()
+    _, model = _native(variant, "causal-lm", checkpoints)
+    model = model.to(torch.bfloat16)
+    ids, mask = _inputs()
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask).logits
+        got = model(ids, attention_mask=mask).logits
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
 def test_rotary_frequencies_stay_float32_after_dtype_cast():

@@ -1,0 +1,66 @@
+"""Random checkpoints for the benchmark, written once by transformers and cached under ``.bench/ckpt/``.
+
+Run as a script (``python bench/checkpoints.py NAME OUT_DIR``) so that the parent
+benchmark process never holds torch, transformers or a gigabyte of weights.
+Each spec is a transformers config class, a model class and the config values;
+the cache directory name carries a digest of spec + transformers version, and a
+directory is published with an atomic rename only once it is complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+#: name -> (transformers config class, model class, config kwargs, what it is for)
+SPECS: dict[str, tuple[str, str, dict, str]] = {
+    "tiny-bert": ("BertConfig", "BertModel", dict(
+        vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, max_position_embeddings=128), "cold build, tiny"),
+    "llama-1g": ("LlamaConfig", "LlamaForCausalLM", dict(
+        vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=16,
+        num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
+        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), "cold build, ~1 GB fp32"),
+    "gpt2-fwd": ("GPT2Config", "GPT2LMHeadModel", dict(
+        vocab_size=50257, n_embd=768, n_layer=6, n_head=12, n_positions=1024), "forward + generation"),
+    "llama-fwd": ("LlamaConfig", "LlamaForCausalLM", dict(
+        vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
+        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
+        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), "forward + generation"),
+}
+
+_DONE = ".bench-complete"
+
+
+def cache_name(name: str, transformers_version: str) -> str:
+    """Directory name for a spec: the name plus a digest of its spec and the transformers version."""
+    blob = json.dumps([SPECS[name], transformers_version], sort_keys=True)
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / _DONE).is_file()
+
+
+def write(name: str, out_dir: Path) -> None:
+    """Create the random model ``name`` with transformers and save it to ``out_dir`` atomically."""
+    import torch
+    import transformers
+
+    config_cls, model_cls, kwargs, _ = SPECS[name]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_cls)(**kwargs)
+    model = getattr(transformers, model_cls)(config).to(torch.float32).eval()
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    (tmp / _DONE).write_text(json.dumps({"spec": SPECS[name], "transformers": transformers.__version__}))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+if __name__ == "__main__":
+    write(sys.argv[1], Path(sys.argv[2]))

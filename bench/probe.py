@@ -1,0 +1,255 @@
+"""One benchmark sample, run in a fresh process: ``python bench/probe.py KIND 'JSON-ARGS'``.
+
+Prints one line ``BENCH-RESULT {json}`` on stdout. Times are ``time.perf_counter``
+seconds taken inside this process, starting before any third-party import (the
+interpreter's own start-up is the same for every side and is left out). Memory:
+``rss_base`` is the resident set right after the imports (read from
+``/proc/self/statm``), ``rss_peak`` is ``getrusage(RUSAGE_SELF).ru_maxrss`` at the end.
+"""
+import time
+
+T0 = time.perf_counter()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+
+MB = 1024 * 1024
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def rss_peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def emit(**result) -> None:
+    print("BENCH-RESULT " + json.dumps(result), flush=True)
+
+
+# --- start-up and registry -------------------------------------------------------
+
+def probe_import_factory(args: dict) -> None:
+    import factory  # noqa: F401
+
+    t = time.perf_counter() - T0
+    emit(seconds=t, torch_imported="torch" in sys.modules, modules=len(sys.modules))
+
+
+def probe_table(args: dict) -> None:
+    """``factory.load_registry()`` in a fresh process; the cache mode comes from the environment."""
+    import factory
+
+    t_import = time.perf_counter()
+    table = factory.load_registry()
+    t = time.perf_counter() - t_import
+    cache_dir = os.environ.get("FACTORY_CACHE_DIR")
+    cache_files = sum(len(files) for _, _, files in os.walk(cache_dir)) if cache_dir else 0
+    emit(seconds=t, import_seconds=t_import - T0, architectures=len(table.architectures),
+         registrations=len(table.registrations), checkpoints=len(table.checkpoints),
+         cache_files_after=cache_files, torch_imported="torch" in sys.modules)
+
+
+def probe_transformers_auto(args: dict) -> None:
+    """transformers' equivalent of the table: import the auto modules and touch their name mappings."""
+    from transformers.models.auto import configuration_auto, modeling_auto
+
+    mods = [modeling_auto, configuration_auto]
+    for extra in ("tokenization_auto", "image_processing_auto", "feature_extraction_auto", "processing_auto"):
+        try:
+            mods.append(__import__(f"transformers.models.auto.{extra}", fromlist=["x"]))
+        except ImportError:
+            pass
+    entries = sum(len(v) for m in mods for k, v in vars(m).items()
+                  if k.endswith("_MAPPING_NAMES") and isinstance(v, dict))
+    from transformers import AutoModel
+
+    lazy = len(AutoModel._model_mapping)
+    emit(seconds=time.perf_counter() - T0, mapping_entries=entries, automodel_entries=lazy,
+         architectures=len(configuration_auto.CONFIG_MAPPING_NAMES))
+
+
+# --- cold build --------------------------------------------------------------------
+
+def _touch(model) -> int:
+    """Read one element per 4 KiB page of every parameter and buffer, so lazily mapped weights count."""
+    import torch
+
+    seen, total = set(), 0
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.device.type != "cpu" or t.numel() == 0:
+                continue
+            key = (t.data_ptr(), t.numel())
+            if key in seen:
+                continue
+            seen.add(key)
+            flat = t.detach().reshape(-1)
+            step = max(1, 4096 // flat.element_size())
+            flat[::step].float().sum().item()
+            total += t.numel() * t.element_size()
+    return total
+
+
+def _finish_build(model, t_imports: float, rss_base: int, t_built: float) -> None:
+    weight_bytes = _touch(model)
+    t_end = time.perf_counter()
+    emit(import_seconds=t_imports - T0, build_seconds=t_built - t_imports, touch_seconds=t_end - t_built,
+         total_seconds=t_end - T0, rss_base=rss_base, rss_peak=rss_peak(), weight_bytes=weight_bytes,
+         model_class=type(model).__name__, dtype=str(next(model.parameters()).dtype))
+
+
+def probe_build_factory(args: dict) -> None:
+    import factory  # noqa: F401
+    import torch
+
+    t_imports, base = time.perf_counter(), rss_now()
+    model = factory.build(args["task"], args["name"], dtype=torch.float32)
+    _finish_build(model, t_imports, base, time.perf_counter())
+
+
+def probe_build_transformers(args: dict) -> None:
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    auto = getattr(transformers, args["auto"])
+    t_imports, base = time.perf_counter(), rss_now()
+    model = auto.from_pretrained(args["path"], dtype=torch.float32)
+    model.eval()
+    _finish_build(model, t_imports, base, time.perf_counter())
+
+
+class _SkipInit:
+    """``torch.nn.init`` functions as no-ops: meta tensors need no initialisation (``normal_`` on a
+    meta tensor would even import ``torch._dynamo``, seconds in a cold process)."""
+
+    def __enter__(self):
+        import torch.nn.init as init
+
+        self.saved = {n: getattr(init, n) for n in dir(init)
+                      if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))}
+        for name in self.saved:
+            setattr(init, name, lambda tensor, *a, **k: tensor)
+
+    def __exit__(self, *exc):
+        import torch.nn.init as init
+
+        for name, fn in self.saved.items():
+            setattr(init, name, fn)
+
+
+def probe_build_floor(args: dict) -> None:
+    """The physical cost: ``safetensors.torch.load_file`` + meta-device construction of the native class
+    (initialisers skipped) + ``load_state_dict(assign=True)``."""
+    import importlib
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file
+
+    module_name, _, cls_name = args["model"].partition(":")
+    module = importlib.import_module(module_name)
+    model_cls, config_cls = getattr(module, cls_name), getattr(module, args["config"])
+    t_imports, base = time.perf_counter(), rss_now()
+    path = Path(args["path"])
+    config = config_cls.from_dict(json.loads((path / "config.json").read_text()))
+    with torch.device("meta"), _SkipInit():
+        model = model_cls(config)
+    files = sorted(path.glob("*.safetensors"))
+    state: dict = {}
+    for file in files:
+        state.update(load_file(file))
+    model.load_state_dict(state, strict=False, assign=True)
+    model.eval()
+    _finish_build(model, t_imports, base, time.perf_counter())
+
+
+# --- forward and generation ------------------------------------------------------------
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def probe_forward(args: dict) -> None:
+    """Native vs transformers on the same checkpoint, inputs, dtype and thread count, in one process."""
+    import torch
+    import transformers
+
+    import factory
+
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(args["threads"])
+    native = factory.build(args["task"], args["path"], dtype=torch.float32).eval()
+    reference = getattr(transformers, args["auto"]).from_pretrained(args["path"], dtype=torch.float32).eval()
+    gen = torch.Generator().manual_seed(0)
+    batch, seq = args["batch"], args["seq"]
+    vocab = native.config.vocab_size
+    ids = torch.randint(3, vocab, (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    if args.get("pad_rows"):
+        mask[-args["pad_rows"]:, seq // 2:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if args["kind"] == "encoder":
+        inputs["token_type_ids"] = torch.zeros_like(ids)
+
+    def out_of(o):
+        return o.last_hidden_state if args["kind"] == "encoder" else o.logits
+
+    times: dict[str, list[float]] = {"factory": [], "transformers": []}
+    models = {"factory": native, "transformers": reference}
+    with torch.inference_mode():
+        outs = {side: out_of(m(**inputs)) for side, m in models.items()}
+        valid = mask.bool()[..., None]
+        diff = (outs["factory"] - outs["transformers"]).masked_fill(~valid, 0).abs().max().item()
+        for _ in range(args["warmup"]):
+            for m in models.values():
+                m(**inputs)
+        for i in range(args["repeats"]):
+            order = list(models) if i % 2 == 0 else list(models)[::-1]
+            for side in order:
+                t = time.perf_counter()
+                models[side](**inputs)
+                times[side].append(time.perf_counter() - t)
+    result = {"forward": {side: _median(v) for side, v in times.items()}, "max_abs_diff": diff,
+              "params": sum(p.numel() for p in native.parameters())}
+
+    if args.get("generate"):
+        prompt = torch.randint(3, vocab, (1, args["prompt"]), generator=gen)
+        pmask = torch.ones_like(prompt)
+        new = args["generate"]
+        eos = native.config.eos_token_id
+
+        def run(side):
+            if side == "factory":
+                return native.generate(prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False)
+            return reference.generate(prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False,
+                                      eos_token_id=eos, pad_token_id=eos)
+
+        gtimes: dict[str, list[float]] = {"factory": [], "transformers": []}
+        seqs = {side: run(side) for side in models}  # warm-up
+        for i in range(args["gen_repeats"]):
+            for side in (list(models) if i % 2 == 0 else list(models)[::-1]):
+                t = time.perf_counter()
+                seqs[side] = run(side)
+                gtimes[side].append(time.perf_counter() - t)
+        tokens = {side: int(s.shape[1] - prompt.shape[1]) for side, s in seqs.items()}
+        result["generate"] = {
+            "tokens": tokens,
+            "same_tokens": bool(torch.equal(seqs["factory"], seqs["transformers"])),
+            "tokens_per_s": {side: tokens[side] / _median(v) for side, v in gtimes.items()},
+        }
+    emit(**result)
+
+
+PROBES = {name.removeprefix("probe_"): fn for name, fn in globals().items() if name.startswith("probe_")}
+
+if __name__ == "__main__":
+    PROBES[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
