@@ -219,6 +219,7 @@ def probe_forward(args: dict) -> None:
                 models[side](**inputs)
                 times[side].append(time.perf_counter() - t)
     result = {"forward": {side: _median(v) for side, v in times.items()}, "max_abs_diff": diff,
+              "input": [batch, seq], "threads": torch.get_num_threads(),
               "params": sum(p.numel() for p in native.parameters())}
 
     if args.get("generate"):

@@ -257,18 +257,17 @@ def bench_build(res: Results, n_small: int, n_big: int, ckpts: dict[str, Path]) 
 
 def bench_forward(res: Results, n: int, ckpts: dict[str, Path], quick: bool) -> None:
     threads = os.cpu_count() or 1
-    reps = dict(warmup=1 if quick else 3, repeats=3 if quick else 15)
-    dec = dict(warmup=1 if quick else 2, repeats=3 if quick else 10, generate=32, prompt=16,
-               gen_repeats=1 if quick else 3)
+    reps = dict(warmup=1 if quick else 2, repeats=3 if quick else 10)
+    dec = dict(reps, generate=32, prompt=16, gen_repeats=1 if quick else 3)
     jobs = {
         "forward BERT": (probe, "forward", dict(path=str(ckpts["minilm"]), task="model", auto="AutoModel",
-                                                kind="encoder", batch=8, seq=128, pad_rows=2, threads=threads,
+                                                kind="encoder", batch=4, seq=128, pad_rows=1, threads=threads,
                                                 **reps)),
         "forward GPT-2": (probe, "forward", dict(path=str(ckpts["gpt2-fwd"]), task="causal-lm",
-                                                 auto="AutoModelForCausalLM", kind="decoder", batch=2, seq=128,
+                                                 auto="AutoModelForCausalLM", kind="decoder", batch=1, seq=128,
                                                  threads=threads, **dec)),
         "forward Llama": (probe, "forward", dict(path=str(ckpts["llama-fwd"]), task="causal-lm",
-                                                 auto="AutoModelForCausalLM", kind="decoder", batch=2, seq=128,
+                                                 auto="AutoModelForCausalLM", kind="decoder", batch=1, seq=128,
                                                  threads=threads, **dec)),
     }
     log(f"forward/generation: {n} processes per model, {threads} threads")
@@ -373,7 +372,8 @@ def report_build(rep: Report, info: dict[str, dict]) -> None:
             if key not in res.samples and key not in res.errors:
                 continue
             if key in res.errors:
-                rows.append([f"{label}", loader, f"error: {res.errors[key]}".replace("|", "/"), *[""] * 9])
+                rows.append([f"{label} ({size / MB:.0f} MB)", loader, f"error: {res.errors[key]}".replace("|", "/"),
+                             *[""] * 9])
                 continue
             g = lambda f: res.median(key, f)  # noqa: E731
             total, base, peak = g("total_seconds"), g("rss_base"), g("rss_peak")
@@ -408,7 +408,7 @@ def report_forward(rep: Report) -> None:
     for name in ("BERT", "GPT-2", "Llama"):
         key = f"forward {name}"
         if key in res.errors:
-            rows.append([name, f"error: {res.errors[key]}".replace("|", "/"), "", "", "", "", "", ""])
+            rows.append([name, f"error: {res.errors[key]}".replace("|", "/"), "", "", "", "", "", "", ""])
             continue
         if key not in res.samples:
             continue
@@ -416,7 +416,8 @@ def report_forward(rep: Report) -> None:
         diff = max(s["max_abs_diff"] for s in res.samples[key])
         params = res.first(key, "params")
         r = ratio(f, t)
-        rows.append([name, f"{params / 1e6:.0f} M", fmt(f, "ms"), fmt(t, "ms"), fmt(r, "x"), "<= 1.0×",
+        shape = res.first(key, "input") or ["?", "?"]
+        rows.append([name, f"{params / 1e6:.0f} M", f"{shape[0]}×{shape[1]}", fmt(f, "ms"), fmt(t, "ms"), fmt(r, "x"), "<= 1.0×",
                      rep.target(f"{name} forward <= 1.0x transformers", fmt(r, "x"), "<= 1.0×",
                                 None if r is None else r <= 1.0), f"{diff:.1e}"])
         gen = [s["generate"] for s in res.samples[key] if "generate" in s]
@@ -428,7 +429,7 @@ def report_forward(rep: Report) -> None:
             grows.append([name, f"{toks['factory']} / {toks['transformers']}", f"{ft:.1f}", f"{tt:.1f}",
                           fmt(ratio(tt, ft), "x"), "yes" if same else "**no**"])
     rep.lines.append("### Forward latency (fp32, same inputs and threads; median of processes, each a median)\n")
-    rep.table(["model", "params", "factory", "transformers", "factory/transformers", "target", "met",
+    rep.table(["model", "params", "batch×seq", "factory", "transformers", "factory/transformers", "target", "met",
                "max |Δ| output"], rows)
     if grows:
         rep.lines.append("### Greedy generation, `max_new_tokens=32`, batch 1, 16-token prompt\n")

@@ -18,7 +18,7 @@ _LAZY = {
     "Table": ("factory.table", "Table"),
     "build": ("factory.builder", "build"),
     "explain": ("factory.resolve", "explain"),
-    "save": ("factory.save", "save"),
+    "save": ("factory.saving", "save"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .table import Table
     from .builder import build
     from .resolve import explain
-    from .save import save
+    from .saving import save
 
 
 def __getattr__(name: str) -> Any:

@@ -51,7 +51,7 @@ def build(
 
     table = registry if registry is not None else default_registry()
     res = resolve(table, task, name, revision=revision, cache_dir=cache_dir, token=token,
-                  local_files_only=local_files_only)
+                  local_files_only=local_files_only, allow_pickle=allow_pickle)
     return build_from_resolution(
         table, res, dtype=dtype, device=device, weights=weights, config_overrides=config_overrides,
         strict=strict, allow_pickle=allow_pickle)
@@ -130,48 +130,40 @@ def _config_for(table: Table, res: Resolution, overrides: Mapping[str, Any]) -> 
 
 
 def resolve_dtype(dtype: Any, config: Any) -> Any:
-    """The torch dtype to build in: argument, else config's torch_dtype/dtype, else float32."""
+    """The torch dtype to build in: the argument, else the config's torch_dtype/dtype, else float32."""
     import torch
 
-    if dtype is None or dtype == "auto":
-        value = None
+    from .weights import resolve_dtype as to_dtype
+
+    chosen = to_dtype(dtype)
+    if chosen is None:
         for key in ("torch_dtype", "dtype"):
-            value = getattr(config, key, None) if not isinstance(config, Mapping) else config.get(key)
-            if value:
-                break
-        if dtype is None and not value:
-            return torch.float32
-        dtype = value or torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.")
-    result = getattr(torch, name, None)
-    if not isinstance(result, torch.dtype):
-        raise ConfigError(f"unknown dtype {dtype!r}", hint="use float32, float16, bfloat16, float64 or 'auto'")
-    return result
+            value = config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+            if value and to_dtype(value) is not None:
+                return to_dtype(value)
+        return torch.float32
+    return chosen
 
 
 def _build_native_model(table: Table, model_cls: Any, res: Resolution, *, dtype: Any, device: Any, weights: bool,
                         overrides: Mapping[str, Any], strict: bool, allow_pickle: bool) -> Any:
+    from . import weights as W
+
     config = _config_for(table, res, overrides)
     torch_dtype = resolve_dtype(dtype, config)
     if res.directory is None or not weights:
-        model = _fresh(model_cls, config, res)
-        model.to(device=device or "cpu", dtype=torch_dtype)
-        return model.eval()
-    from . import weights as W
-
+        return _fresh(W, model_cls, config, res, torch_dtype, device).eval()
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
-    model = W.empty_model(model_cls, config)
-    report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device)
+    model = W.empty_model(model_cls, config, dtype=torch_dtype)
+    report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
     model.eval()
     model.factory_load_report = report
     return model
 
 
-def _fresh(model_cls: Any, config: Any, res: Resolution) -> Any:
+def _fresh(W: Any, model_cls: Any, config: Any, res: Resolution, dtype: Any, device: Any) -> Any:
     try:
-        return model_cls(config)
+        return W.fresh_model(model_cls, config, dtype=dtype, device=device)
     except FactoryError:
         raise
     except Exception as exc:

@@ -318,8 +318,11 @@ def _cache_key(sources: Sequence[Source], files: Sequence[tuple[Source, Path]], 
 
     off = disabled_packs(packs)
     extra = [f"factory {__version__}", f"packs off: {'all' if off is None else sorted(off)}"]
-    extra += [f"schema {k} {schemas.schema_path(k).stat().st_size} {schemas.schema_path(k).stat().st_mtime_ns}"
-              for k in schemas.KINDS]
+    code = [schemas.schema_path(k) for k in schemas.KINDS]
+    code += [Path(__file__).with_name(m) for m in ("yamlio.py", "schemas.py", "table.py", "loader.py", "cache.py")]
+    for path in code:  # a changed loader or schema must not be served an old table
+        st = path.stat()
+        extra.append(f"code {path.name} {st.st_size} {st.st_mtime_ns}")
     return cache.cache_key(sources, files, extra)
 
 

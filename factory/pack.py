@@ -347,13 +347,15 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
             hint="add each to MODEL_TASKS (and its task to registry.d/tasks.yaml) or to EXCLUDED_TABLES with a reason")
     for table_name in sorted(MODEL_TASKS):
         task = MODEL_TASKS[table_name]
-        for model_type, value in tables.get(table_name, {}).items():
+        for model_type in tables.get(table_name, {}):
             if model_type not in config_names:
                 skipped.append(f"{table_name} / {model_type}: no config class, the Auto class cannot reach it")
+        for model_type, (row, value) in auto_rows(tables.get(table_name, {}), config_names).items():
+            if model_type not in config_names:
                 continue
             arch = entry(model_type, table_name)
             name = _pick(value)
-            target = resolver.resolve(model_type, name) if arch and name else None
+            target = resolver.resolve(row, name) if arch and name else None
             if arch is None:
                 continue
             if target is None:
@@ -366,13 +368,13 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
                 arch.lint[task] = {LINT_CONFIG_CLASS: reason}
 
     for component in sorted(COMPONENT_TABLES):
-        for model_type, value in component_table(component).items():
+        for model_type, (row, value) in auto_rows(component_table(component), config_names).items():
             name = _pick(value)
             if name is None:
                 skipped.append(f"{component} / {model_type}: transformers lists no class in this environment")
                 continue
             arch = entry(model_type, component)
-            target = resolver.resolve(model_type, name) if arch else None
+            target = resolver.resolve(row, name) if arch else None
             if arch is None:
                 continue
             if target is None:
@@ -384,6 +386,28 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
         if not arch.summary:
             arch.summary = f"{arch.name}: components only, no config of its own (from transformers)"
     return PackContents(transformers.__version__, dict(sorted(archs.items())), skipped)
+
+
+def auto_rows(table: dict[str, Any], config_names: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """model_type -> (the table row the Auto classes use for it, that row's value).
+
+    The Auto classes look a table up by config class, not by model_type: for model
+    types sharing a config class (``gpt-sw3`` and ``gpt2`` share GPT2Config) that is
+    the row of the model type transformers registered last for the class, else the
+    first row of one sharing it (``_LazyAutoMapping.__getitem__``). Rows of model
+    types without a config class are reached by class name only (tokenizers).
+    """
+    reverse = {config: model_type for model_type, config in config_names.items()}
+    rows: dict[str, tuple[str, Any]] = {}
+    for model_type, config in config_names.items():
+        candidates = [reverse[config]] + [mt for mt, c in config_names.items() if c == config]
+        row = next((mt for mt in candidates if mt in table), None)
+        if row is not None:
+            rows[model_type] = (row, table[row])
+    for model_type, value in table.items():
+        if model_type not in config_names:
+            rows[model_type] = (model_type, value)
+    return rows
 
 
 def _config_class_mismatch(cls: Any, config_cls: Any, model_type: str, version: str) -> str | None:

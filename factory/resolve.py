@@ -123,6 +123,7 @@ def resolve(
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
     local_files_only: bool | None = None,
+    allow_pickle: bool = False,
 ) -> Resolution:
     """Decide where ``name`` comes from and which registration builds ``task``."""
     task_obj = table.task(task)
@@ -133,7 +134,7 @@ def resolve(
     checkpoint = table.checkpoint(name)
     directory: Path | None = None
     commit: str | None = None
-    hub_kw = dict(cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    hub_kw = dict(cache_dir=cache_dir, token=token, local_files_only=bool(local_files_only), allow_pickle=allow_pickle)
     if checkpoint is not None:
         directory, commit = _checkpoint_files(checkpoint, kind_needed, revision, hub_kw)
         kind = "checkpoint"

@@ -1,4 +1,8 @@
-"""Shared registry fixtures (no torch here: model tests keep their own conftest)."""
+"""Shared registry fixtures (no torch here: model tests keep their own conftest).
+
+Test modules must not ``from conftest import ...``: tests/models/conftest.py is also
+imported as ``conftest``. Helpers are fixtures (``arch_yaml``) or methods of ``reg_env``.
+"""
 from __future__ import annotations
 
 import importlib.metadata
@@ -21,7 +25,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def arch_yaml(name: str, tasks: dict[str, str] | None = None, extra: str = "") -> str:
+def _arch_yaml(name: str, tasks: dict[str, str] | None = None, extra: str = "") -> str:
     """A small architecture document: ``tasks`` maps task -> target."""
     tasks = tasks or {"model": f"pkg.{name.replace('-', '_')}:Model"}
     body = "".join(f"  {task}: {target}\n" for task, target in tasks.items())
@@ -80,6 +84,12 @@ class RegistryEnv:
 
     def collect(self, *paths: Path | str, **kwargs):
         return loader.collect(list(paths) or None, **kwargs)
+
+
+@pytest.fixture
+def arch_yaml():
+    """``arch_yaml(name, {task: target}, extra_yaml)``: the text of a small architecture document."""
+    return _arch_yaml
 
 
 @pytest.fixture

@@ -11,18 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import arch_yaml, write
 from factory.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, main
 
-MISTRAL = arch_yaml("mistral", {"model": "pkg.m:MistralModel", "causal-lm": "pkg.m:MistralForCausalLM"}, """\
-    summary: Mistral decoder
-    config: pkg.m:MistralConfig
-    rules:
-      - when: {has_key: layer_types}
-        dispatch_as: ministral
-        reason: per-layer attention types
-    """)
-MINISTRAL = arch_yaml("ministral", {"causal-lm": "pkg.mi:MinistralForCausalLM"})
+MISTRAL = """\
+schema_version: 1
+kind: architecture
+architecture: mistral
+tasks:
+  model: pkg.m:MistralModel
+  causal-lm: pkg.m:MistralForCausalLM
+summary: Mistral decoder
+config: pkg.m:MistralConfig
+rules:
+  - when: {has_key: layer_types}
+    dispatch_as: ministral
+    reason: per-layer attention types
+"""
+MINISTRAL = "schema_version: 1\nkind: architecture\narchitecture: ministral\ntasks:\n  causal-lm: pkg.mi:MinistralForCausalLM\n"
 
 GITHUB_LINE = re.compile(
     r"::(?P<level>error|warning|notice) file=(?P<file>[^,:]+),line=(?P<line>\d+)(,col=(?P<col>\d+))?"
@@ -53,7 +58,7 @@ def test_validate_ok(env, capsys):
     assert code == EXIT_OK and "3 file(s) checked: ok" in err
 
 
-def test_validate_a_broken_file_names_file_and_line(env, capsys):
+def test_validate_a_broken_file_names_file_and_line(env, capsys, arch_yaml):
     env.write("extra/bad.yaml", arch_yaml("toy", {"model": "pkg..mod:X"}), root=env.tmp)
     code, out, err = run(capsys, "validate", "extra")
     assert code == EXIT_FINDINGS
@@ -61,7 +66,7 @@ def test_validate_a_broken_file_names_file_and_line(env, capsys):
     assert "1 problem(s)" in err
 
 
-def test_validate_reports_every_problem(env, capsys):
+def test_validate_reports_every_problem(env, capsys, arch_yaml):
     env.write("extra/a.yaml", "kind: [\n", root=env.tmp)
     env.write("extra/b.yaml", arch_yaml("mistral", {"model": "x.y:Z"}), root=env.tmp)
     (env.tmp / "extra/c.yaml").write_bytes(b"kind: \xff\n")
@@ -74,7 +79,7 @@ def test_validate_reports_every_problem(env, capsys):
     assert "builtin/models/mistral.yaml:5" in lines[2]
 
 
-def test_validate_json(env, capsys):
+def test_validate_json(env, capsys, arch_yaml):
     env.write("extra/bad.yaml", arch_yaml("toy", {"model": "{target: a.b:C, override: ''}"}), root=env.tmp)
     code, out, _ = run(capsys, "validate", "extra", "--format", "json")
     assert code == EXIT_FINDINGS
@@ -89,7 +94,7 @@ def test_validate_json(env, capsys):
     assert (code, json.loads(out)) == (EXIT_OK, [])
 
 
-def test_validate_github(env, capsys):
+def test_validate_github(env, capsys, arch_yaml):
     env.write("extra/a.yaml", "tasks:\n  model: a\n  model: b\n", root=env.tmp)
     env.write("extra/b.yaml", arch_yaml("mistral", {"model": "x.y:Z"}), root=env.tmp)
     code, out, _ = run(capsys, "validate", "extra", "--format", "github")
@@ -123,7 +128,7 @@ def pkg(env, monkeypatch):
     for path in (env.builtin / "models").iterdir():
         path.unlink()
     name = f"factory_test_pkg_{uuid.uuid4().hex[:8]}"
-    write(env.tmp / "src" / f"{name}.py", """\
+    env.write(f"src/{name}.py", root=env.tmp, text="""\
         class GoodConfig:
             model_type = "good"
 
@@ -156,7 +161,7 @@ def _import_findings(capsys, env, name: str, text: str) -> tuple[int, list[dict]
     return code, [f for f in json.loads(out) if f["file"].startswith("imports/")]
 
 
-def test_import_check_passes_for_consistent_classes(env, pkg, capsys):
+def test_import_check_passes_for_consistent_classes(env, pkg, capsys, arch_yaml):
     text = arch_yaml("good", {"model": f"{pkg}:GoodModel"}, f"config: {pkg}:GoodConfig\n")
     assert _import_findings(capsys, env, "good", text) == (EXIT_OK, [])
     # a model whose config_class is a base of the registered config is accepted
@@ -164,7 +169,7 @@ def test_import_check_passes_for_consistent_classes(env, pkg, capsys):
     assert _import_findings(capsys, env, "good", text)[1] == []
 
 
-def test_import_check_config_model_type_must_equal_the_architecture(env, pkg, capsys):
+def test_import_check_config_model_type_must_equal_the_architecture(env, pkg, capsys, arch_yaml):
     text = arch_yaml("good", {"model": f"{pkg}:GoodModel"}, f"config: {pkg}:WrongTypeConfig\n")
     code, findings = _import_findings(capsys, env, "good", text)
     assert code == EXIT_FINDINGS
@@ -176,7 +181,7 @@ def test_import_check_config_model_type_must_equal_the_architecture(env, pkg, ca
     assert by_code["F003"]["line"] == 5
 
 
-def test_import_check_model_config_class_must_be_the_registered_config(env, pkg, capsys):
+def test_import_check_model_config_class_must_be_the_registered_config(env, pkg, capsys, arch_yaml):
     text = arch_yaml("mismatch", {"model": f"{pkg}:MismatchModel"}, f"config: {pkg}:MismatchConfig\n")
     code, findings = _import_findings(capsys, env, "mismatch", text)
     assert code == EXIT_FINDINGS
@@ -186,7 +191,7 @@ def test_import_check_model_config_class_must_be_the_registered_config(env, pkg,
     assert f"registers config {pkg}:MismatchConfig" in f003["message"]
 
 
-def test_import_check_reports_targets_that_do_not_import(env, pkg, capsys):
+def test_import_check_reports_targets_that_do_not_import(env, pkg, capsys, arch_yaml):
     text = arch_yaml("good", {"model": f"{pkg}:goodmodel", "causal-lm": "no_such_module_zz.sub:X"})
     code, findings = _import_findings(capsys, env, "good", text)
     assert code == EXIT_FINDINGS
@@ -196,7 +201,7 @@ def test_import_check_reports_targets_that_do_not_import(env, pkg, capsys):
     assert "cannot import module 'no_such_module_zz.sub'" in findings[1]["message"]
 
 
-def test_import_check_is_skipped_when_the_table_is_broken(env, pkg, capsys):
+def test_import_check_is_skipped_when_the_table_is_broken(env, pkg, capsys, arch_yaml):
     env.write("imports/bad.yaml", arch_yaml("good", {"model": "no_such_module_zz:X", "nope": "a.b:C"}), root=env.tmp)
     code, out, _ = run(capsys, "validate", "--import", "imports", "--format", "json")
     assert code == EXIT_FINDINGS
@@ -229,7 +234,7 @@ def test_list_filters_and_json(env, capsys):
     assert [r["architecture"] for r in json.loads(out)] == ["mistral"]
 
 
-def test_list_shows_plugin_distribution(env, capsys):
+def test_list_shows_plugin_distribution(env, capsys, arch_yaml):
     env.plugin("toy-plugin", "1.2.3", {"toy.yaml": arch_yaml("toy")})
     code, out, _ = run(capsys, "list", "--arch", "toy")
     assert code == EXIT_OK
@@ -251,8 +256,8 @@ def test_not_found_is_a_finding_with_suggestions(env, capsys, argv, words):
     assert words in err
 
 
-def test_registry_option_adds_a_source(env, capsys):
-    write(env.tmp / "more/toy.yaml", arch_yaml("toy"))
+def test_registry_option_adds_a_source(env, capsys, arch_yaml):
+    env.write("more/toy.yaml", arch_yaml("toy"), root=env.tmp)
     code, out, _ = run(capsys, "list", "--registry", "more", "--arch", "toy", "--format", "json")
     assert code == EXIT_OK and json.loads(out)[0]["source"] == "path"
 
@@ -286,8 +291,8 @@ def test_show(env, capsys):
     assert out.index("  model ") < out.index("  config ")  # components last
 
 
-def test_show_json_with_shadows(env, capsys):
-    write(env.tmp / "more/m.yaml", arch_yaml("mistral", {"model": "{target: mine.m:Fast, override: faster}"}))
+def test_show_json_with_shadows(env, capsys, arch_yaml):
+    env.write("more/m.yaml", arch_yaml("mistral", {"model": "{target: mine.m:Fast, override: faster}"}), root=env.tmp)
     code, out, _ = run(capsys, "show", "mistral", "--registry", "more", "--format", "json")
     info = json.loads(out)
     assert code == EXIT_OK
@@ -345,8 +350,9 @@ def test_python_dash_m_and_console_script(tmp_path):
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-def test_reading_verbs_never_import_torch(tmp_path):
-    write(tmp_path / "extra/toy.yaml", arch_yaml("toy-arch", {"model": "factory_missing_pkg.toy:Model"}))
+def test_reading_verbs_never_import_torch(tmp_path, arch_yaml):
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra/toy.yaml").write_text(arch_yaml("toy-arch", {"model": "factory_missing_pkg.toy:Model"}))
     verbs = [["validate"], ["validate", "extra", "--format", "github"], ["list"], ["list", "--format", "json"],
              ["tasks"], ["show", "toy-arch"], ["schema"], ["schema", "architecture"],
              ["explain", "--no-build", "model", "toy-arch"]]

@@ -9,7 +9,6 @@ import threading
 import pytest
 
 import factory
-from conftest import arch_yaml
 from factory import loader
 from factory.errors import (
     ConflictError,
@@ -59,7 +58,7 @@ def test_shipped_task_table(reg_env):
 
 
 # --- sources and provenance -------------------------------------------------------------
-def test_source_kinds_in_order(reg_env, monkeypatch):
+def test_source_kinds_in_order(reg_env, monkeypatch, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("a"))
     env1, env2, extra = reg_env.tmp / "env1", reg_env.tmp / "env2", reg_env.tmp / "extra"
     reg_env.write("b.yaml", arch_yaml("b"), root=env1)
@@ -82,7 +81,7 @@ def test_missing_sources_are_errors(reg_env, monkeypatch):
     assert "does not exist" in errors[1].message and errors[1].file == str(reg_env.tmp / "missing.yaml")
 
 
-def test_only_yaml_files_are_read_in_sorted_order(reg_env):
+def test_only_yaml_files_are_read_in_sorted_order(reg_env, arch_yaml):
     reg_env.write("models/README.md", "not yaml: [")
     reg_env.write("models/notes.txt", "kind: [")
     reg_env.write("models/b/x.yaml", arch_yaml("toy", {"model": "pkg.b:M"}))
@@ -93,7 +92,7 @@ def test_only_yaml_files_are_read_in_sorted_order(reg_env):
     assert isinstance(err, ConflictError) and err.file.endswith("b/x.yaml") and str(first) in err.message
 
 
-def test_include_builtin_false(reg_env):
+def test_include_builtin_false(reg_env, arch_yaml):
     extra = reg_env.tmp / "extra"
     path = reg_env.write("a.yaml", arch_yaml("toy"), root=extra)
     [err] = reg_env.collect(extra, include_builtin=False).errors
@@ -102,7 +101,7 @@ def test_include_builtin_false(reg_env):
     assert table.resolve("model", "toy").provenance.source == "path"
 
 
-def test_load_registry_raises_the_first_problem_and_counts_the_rest(reg_env):
+def test_load_registry_raises_the_first_problem_and_counts_the_rest(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", "kind: [\n")
     reg_env.write("models/b.yaml", arch_yaml("toy", {"model": "a..b"}))
     reg_env.write("models/c.yaml", arch_yaml("toy", {"bogus-task": "a.b:C"}))
@@ -115,7 +114,7 @@ def test_load_registry_raises_the_first_problem_and_counts_the_rest(reg_env):
     assert kinds == [YAMLSyntaxError, SchemaError, UnknownTaskError]
 
 
-def test_load_registry_returns_a_new_table_each_time(reg_env):
+def test_load_registry_returns_a_new_table_each_time(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("a"))
     one, two = reg_env.load(), reg_env.load()
     assert isinstance(one, Table) and one is not two and one == two
@@ -123,7 +122,7 @@ def test_load_registry_returns_a_new_table_each_time(reg_env):
 
 
 # --- plugins ------------------------------------------------------------------------------
-def test_plugin_entry_point_package_colon_directory(reg_env):
+def test_plugin_entry_point_package_colon_directory(reg_env, arch_yaml):
     site = reg_env.plugin("toy-plugin", "1.2.3", {"models/toy.yaml": arch_yaml("toy")})
     reg = reg_env.load().resolve("model", "toy")
     p = reg.provenance
@@ -132,14 +131,14 @@ def test_plugin_entry_point_package_colon_directory(reg_env):
     assert str(p) == f"{site / 'models/toy.yaml'}:5 (plugin toy-plugin 1.2.3)"
 
 
-def test_plugin_entry_point_naming_a_package(reg_env):
+def test_plugin_entry_point_naming_a_package(reg_env, arch_yaml):
     site = reg_env.plugin("flat-plugin", "0.1", {"toy.yaml": arch_yaml("toy")}, value="flat_plugin")
     reg = reg_env.load().resolve("model", "toy")
     assert reg.provenance.file == str(site / "toy.yaml")  # the package directory is searched recursively
     assert reg.provenance.distribution == "flat-plugin"
 
 
-def test_plugin_is_not_imported_to_load(reg_env):
+def test_plugin_is_not_imported_to_load(reg_env, arch_yaml):
     site = reg_env.plugin("loud-plugin", "0.1", {"toy.yaml": arch_yaml("toy")})
     (site.parent / "__init__.py").write_text("raise RuntimeError('imported!')\n")
     assert reg_env.load().resolve("model", "toy").provenance.source == "plugin"
@@ -157,7 +156,7 @@ def test_broken_plugin_entry_points(reg_env, value, words):
     assert words in err.message and "broken-plugin" in err.message
 
 
-def test_plugin_override_with_a_reason_replaces_and_keeps_what_it_replaced(reg_env):
+def test_plugin_override_with_a_reason_replaces_and_keeps_what_it_replaced(reg_env, arch_yaml):
     builtin = reg_env.write("models/toy.yaml", arch_yaml("toy", {"model": "pkg.toy:Model", "causal-lm": "pkg.toy:LM"}))
     site = reg_env.plugin("fast-toy", "0.9.1", {"toy.yaml": arch_yaml("toy", {
         "causal-lm": "{target: fast_toy.lm:FusedLM, override: fused attention kernels}"})})
@@ -173,7 +172,7 @@ def test_plugin_override_with_a_reason_replaces_and_keeps_what_it_replaced(reg_e
     assert table.resolve("model", "toy").provenance.source == "builtin"
 
 
-def test_plugin_without_override_conflicts(reg_env):
+def test_plugin_without_override_conflicts(reg_env, arch_yaml):
     builtin = reg_env.write("models/toy.yaml", arch_yaml("toy"))
     site = reg_env.plugin("rude-plugin", "1.0", {"toy.yaml": arch_yaml("toy", {"model": "rude.toy:Model"})})
     [err] = reg_env.collect().errors
@@ -182,7 +181,7 @@ def test_plugin_without_override_conflicts(reg_env):
     assert "(plugin rude-plugin 1.0)" in err.second
 
 
-def test_plugin_stale_override(reg_env):
+def test_plugin_stale_override(reg_env, arch_yaml):
     site = reg_env.plugin("stale-plugin", "1.0", {"toy.yaml": arch_yaml("toy", {"model": "{target: a.b:C, override: x}"})})
     [err] = reg_env.collect().errors
     assert isinstance(err, OverrideError) and err.file == str(site / "toy.yaml") and "stale" in err.message
@@ -190,7 +189,7 @@ def test_plugin_stale_override(reg_env):
 
 # --- packs -------------------------------------------------------------------------------
 @pytest.fixture
-def packs(reg_env):
+def packs(reg_env, arch_yaml):
     for name in ("alpha", "beta"):
         reg_env.write(f"packs/{name}/{name}.yaml", arch_yaml(name, extra="layer: pack\n"))
     return reg_env
@@ -213,14 +212,14 @@ def test_disabling_packs(packs, monkeypatch, env, packs_arg, expected):
     assert set(table.architectures) == expected
 
 
-def test_packs_of_other_sources_are_always_read(packs):
+def test_packs_of_other_sources_are_always_read(packs, arch_yaml):
     extra = packs.tmp / "extra"
     packs.write("packs/gamma/gamma.yaml", arch_yaml("gamma"), root=extra)
     assert "gamma" in packs.load(extra, packs=False).architectures
 
 
 # --- the default table -------------------------------------------------------------------
-def test_registry_is_loaded_once(reg_env, monkeypatch):
+def test_registry_is_loaded_once(reg_env, monkeypatch, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("a"))
     calls = []
     real = loader.load_registry
@@ -231,7 +230,7 @@ def test_registry_is_loaded_once(reg_env, monkeypatch):
     assert "a" in first.architectures
 
 
-def test_registry_from_two_threads_yields_one_table(reg_env, monkeypatch):
+def test_registry_from_two_threads_yields_one_table(reg_env, monkeypatch, arch_yaml):
     for i in range(20):  # enough files that the two loads would overlap
         reg_env.write(f"models/m{i}.yaml", arch_yaml(f"m{i}"))
     calls = []

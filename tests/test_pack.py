@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,17 @@ def via_config(mapping: Any, model_type: str) -> Any:
     return value[0] if isinstance(value, tuple) else value  # a tuple's first class is the default
 
 
-def backend_choice(value: dict) -> str | None:
+def backend_choice(classes: dict | None) -> Any:
     """The documented choice for backend-keyed processors: torchvision, else pil."""
-    return value.get("torchvision") or value.get("pil")
+    if not classes:
+        return None
+    return classes.get("torchvision") or classes.get("pil")
+
+
+def video_mapping() -> Any:
+    """transformers' own lazy mapping over the video processor names (the live table lacks
+    them without torchvision; the names are read from the sources)."""
+    return modeling_auto._LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict(pack.video_processor_names()))
 
 
 def expected_class(kind: str, name: str, model_type: str) -> Any:
@@ -82,25 +91,30 @@ def expected_class(kind: str, name: str, model_type: str) -> Any:
     if name == "processor":
         return via_config(processing_auto.PROCESSOR_MAPPING, model_type)
     if name == "image-processor":
-        class_name = backend_choice(image_processing_auto.IMAGE_PROCESSOR_MAPPING_NAMES[model_type])
-        return image_processing_auto.get_image_processor_class_from_name(class_name)
-    if name == "video-processor":  # the live table lacks names without torchvision: read from the sources
-        class_name = backend_choice(pack.video_processor_names()[model_type])
-        return video_processing_auto.video_processor_class_from_name(class_name)
+        return backend_choice(via_config(image_processing_auto.IMAGE_PROCESSOR_MAPPING, model_type))
+    if name == "video-processor":
+        return backend_choice(via_config(VIDEO_MAPPING, model_type))
     raise AssertionError(kind)
+
+
+def reachable(table: dict) -> list[str]:
+    """The table's model types plus those sharing a config class with one (the Auto classes
+    look tables up by config class)."""
+    configs = {CONFIG_MAPPING_NAMES[mt] for mt in table if mt in CONFIG_MAPPING_NAMES}
+    return sorted(set(table) | {mt for mt, config in CONFIG_MAPPING_NAMES.items() if config in configs})
 
 
 def cases() -> list[tuple[str, str, str, str]]:
     """(kind, table or component, factory task, model_type) for every entry of every table."""
     out = [("config", "CONFIG_MAPPING_NAMES", "config", mt) for mt in CONFIG_MAPPING_NAMES]
     for table_name, task in sorted(pack.MODEL_TASKS.items()):
-        out += [("model", table_name, task, mt) for mt in getattr(modeling_auto, table_name)]
+        out += [("model", table_name, task, mt) for mt in reachable(getattr(modeling_auto, table_name))]
     for component in sorted(pack.COMPONENT_TABLES):
-        names = pack.video_processor_names() if component == "video-processor" else pack.component_table(component)
-        out += [("component", component, component, mt) for mt in names]
+        out += [("component", component, component, mt) for mt in reachable(pack.component_table(component))]
     return out
 
 
+VIDEO_MAPPING = video_mapping()
 CASES = cases()
 
 
@@ -163,7 +177,8 @@ def test_every_model_table_is_mapped_or_excluded():
 def test_excluded_tables_have_no_auto_class():
     for table_name in pack.EXCLUDED_TABLES:
         mapping = lazy_mapping(getattr(modeling_auto, table_name))
-        users = [n for n, v in vars(modeling_auto).items() if getattr(v, "_model_mapping", None) is mapping]
+        users = [n for n, v in vars(modeling_auto).items()
+                 if isinstance(v, type) and getattr(v, "_model_mapping", None) is mapping]
         assert not users, f"{table_name} is served by {users}: map it to a task"
 
 

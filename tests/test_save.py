@@ -12,7 +12,7 @@ from test_weights import TinyConfig, TinyLM, assert_same_state
 
 from factory import save as save_module
 from factory.errors import SaveError
-from factory.save import save
+from factory.saving import save
 from factory.weights import empty_model, find_weight_files, fresh_model, load_weights
 
 

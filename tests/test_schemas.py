@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from conftest import arch_yaml, write
 from factory import schemas
 from factory.errors import SchemaError
 from factory.loader import builtin_dir
@@ -16,7 +16,8 @@ from factory.yamlio import load_document
 
 
 def violations(tmp_path: Path, text: str, name: str = "doc.yaml") -> list[SchemaError]:
-    path = write(tmp_path / name, text)
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
     errors = schemas.validate(load_document(path))
     for err in errors:
         assert isinstance(err, SchemaError)
@@ -61,7 +62,7 @@ def test_every_builtin_file_names_its_schema():
         assert target == schemas.schema_path(kind).resolve(), f"{path} points at {match.group(1)}"
 
 
-def test_valid_documents_pass(tmp_path):
+def test_valid_documents_pass(tmp_path, arch_yaml):
     assert violations(tmp_path, arch_yaml("toy", {"model": "pkg.mod:Model", "causal-lm": "pkg.mod.LM"}, """\
         config: {target: pkg.mod:Cfg, deprecated: {since: "0.1", replacement: x}, lint: {F001: reviewed}}
         components:
@@ -85,7 +86,7 @@ def test_valid_documents_pass(tmp_path):
         """) == []
 
 
-def test_violation_deep_in_a_document(tmp_path):
+def test_violation_deep_in_a_document(tmp_path, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", extra="""\
         rules:
           - when: {has_key: a}
@@ -116,7 +117,7 @@ def test_deep_violation_in_checkpoints(tmp_path):
 
 
 @pytest.mark.parametrize("override", ['""', "true", "[]", "null"])
-def test_override_without_a_reason(tmp_path, override):
+def test_override_without_a_reason(tmp_path, override, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", {"model": "a.b:C", "causal-lm": f"{{target: a.b:D, override: {override}}}"}))
     assert err.json_path == "$.tasks.causal-lm.override"
     assert err.line == 6
@@ -127,7 +128,7 @@ def test_override_without_a_reason(tmp_path, override):
 @pytest.mark.parametrize("target", [
     "pkg..mod:X", "pkg mod", "pkg.mod:", ":X", "1pkg.mod:X", "pkg.mod:X:Y", "pkg-name.mod:X", "pkg/mod.py:X", "",
 ])
-def test_malformed_dotted_path(tmp_path, target):
+def test_malformed_dotted_path(tmp_path, target, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", {"model": json.dumps(target)}))
     assert err.json_path == "$.tasks.model"
     assert err.line == 5
@@ -135,24 +136,24 @@ def test_malformed_dotted_path(tmp_path, target):
     assert "package.module:Attr" in err.message
 
 
-def test_malformed_dotted_path_in_a_mapping_entry(tmp_path):
+def test_malformed_dotted_path_in_a_mapping_entry(tmp_path, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", {"model": "{target: 'pkg..mod:X'}"}))
     assert err.json_path == "$.tasks.model.target"
     assert "'pkg..mod:X' is malformed, expected a dotted import path" in err.message
 
 
 @pytest.mark.parametrize("target", ["pkg.mod:Model", "pkg.mod.Model", "pkg:Outer.Inner", "_p.m2:X_1", "pkg"])
-def test_well_formed_dotted_paths(tmp_path, target):
+def test_well_formed_dotted_paths(tmp_path, target, arch_yaml):
     assert violations(tmp_path, arch_yaml("toy", {"model": target})) == []
 
 
-def test_entry_of_the_wrong_type(tmp_path):
+def test_entry_of_the_wrong_type(tmp_path, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", {"model": "3"}))
     assert "expected a target 'package.module:Attr', or a mapping with 'target'" in err.message
     assert err.message.endswith("found 3")
 
 
-def test_unknown_key_points_at_the_key_and_guesses(tmp_path):
+def test_unknown_key_points_at_the_key_and_guesses(tmp_path, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", extra="sumary: typo\n"))
     assert err.json_path == "$.sumary"
     assert err.line == 6
@@ -163,7 +164,7 @@ def test_unknown_key_points_at_the_key_and_guesses(tmp_path):
     assert "did you mean 'override'?" in err.message
 
 
-def test_malformed_key(tmp_path):
+def test_malformed_key(tmp_path, arch_yaml):
     err = one(tmp_path, arch_yaml("toy", {"model": "a.b:C", "Causal LM": "a.b:D"}))
     assert err.json_path == "$.tasks.Causal LM"
     assert err.line == 6
@@ -176,7 +177,7 @@ def test_missing_required_key(tmp_path):
     assert "'tasks' is a required property" in err.message
 
 
-def test_schema_version_must_be_known(tmp_path):
+def test_schema_version_must_be_known(tmp_path, arch_yaml):
     err = one(tmp_path, arch_yaml("toy").replace("schema_version: 1", "schema_version: 2"))
     assert err.json_path == "$.schema_version"
     assert err.line == 1
@@ -232,7 +233,7 @@ def test_task_table_violations(tmp_path):
     assert [e.line for e in errors] == [9, 10, 11, 12]
 
 
-def test_all_violations_are_reported_in_line_order(tmp_path):
+def test_all_violations_are_reported_in_line_order(tmp_path, arch_yaml):
     errors = violations(tmp_path, arch_yaml("toy", {"model": "a..b", "causal-lm": "{target: x, override: ''}"}, """\
         layer: sideways
         rules:

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 
-from conftest import arch_yaml
 from factory.errors import (
     AliasError,
     ConfigError,
@@ -117,7 +116,7 @@ def test_basic_table(table, reg_env):
     assert table.checkpoint("missing") is None
 
 
-def test_same_registration_in_two_files(reg_env):
+def test_same_registration_in_two_files(reg_env, arch_yaml):
     first = reg_env.write("models/a.yaml", arch_yaml("toy", {"model": "pkg.a:Model"}))
     second = reg_env.write("models/b.yaml", arch_yaml("toy", {"model": "pkg.b:Model", "causal-lm": "pkg.b:LM"}))
     [err] = problems(reg_env, kind=ConflictError)
@@ -128,7 +127,7 @@ def test_same_registration_in_two_files(reg_env):
     assert "override" in err.hint
 
 
-def test_alias_and_canonical_name_in_one_file_conflict(reg_env):
+def test_alias_and_canonical_name_in_one_file_conflict(reg_env, arch_yaml):
     path = reg_env.write("models/a.yaml", arch_yaml("toy", {"causal-lm": "pkg.a:LM", "text-generation": "pkg.a:LM2"}))
     [err] = problems(reg_env, kind=ConflictError)
     assert (err.file, err.line) == (str(path), 6)
@@ -148,7 +147,7 @@ def test_same_checkpoint_and_task_in_two_files(reg_env):
     assert sorted(e.message.split(" is defined")[0] for e in errors) == ["checkpoint 'x'", "task 'model'"]
 
 
-def test_override_within_the_same_source_is_refused(reg_env):
+def test_override_within_the_same_source_is_refused(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("toy"))
     path = reg_env.write("models/b.yaml", arch_yaml("toy", {"model": "{target: pkg.b:Model, override: faster}"}))
     [err] = problems(reg_env, kind=OverrideError)
@@ -157,7 +156,7 @@ def test_override_within_the_same_source_is_refused(reg_env):
     assert "later source" in err.hint
 
 
-def test_override_from_a_later_source_replaces_and_keeps_the_original(reg_env):
+def test_override_from_a_later_source_replaces_and_keeps_the_original(reg_env, arch_yaml):
     original = reg_env.write("models/toy.yaml", arch_yaml("toy", {"model": "pkg.toy:Model", "causal-lm": "pkg.toy:LM"}))
     extra = reg_env.tmp / "extra"
     replacement = reg_env.write("toy.yaml", arch_yaml(
@@ -174,7 +173,7 @@ def test_override_from_a_later_source_replaces_and_keeps_the_original(reg_env):
     assert table.architecture("toy").files[1].file == str(replacement)
 
 
-def test_env_source_overrides_builtin(reg_env, monkeypatch):
+def test_env_source_overrides_builtin(reg_env, monkeypatch, arch_yaml):
     reg_env.write("models/toy.yaml", arch_yaml("toy"))
     env_dir = reg_env.tmp / "env"
     reg_env.write("t.yaml", arch_yaml("toy", {"model": "{target: env.toy:M, override: local build}"}), root=env_dir)
@@ -183,7 +182,7 @@ def test_env_source_overrides_builtin(reg_env, monkeypatch):
     assert (reg.target, reg.provenance.source, reg.shadows[0].provenance.source) == ("env.toy:M", "env", "builtin")
 
 
-def test_stale_override(reg_env):
+def test_stale_override(reg_env, arch_yaml):
     extra = reg_env.tmp / "extra"
     path = reg_env.write("toy.yaml", arch_yaml("toy", {"model": "{target: a.b:C, override: replaces nothing}"}),
                          root=extra)
@@ -201,7 +200,7 @@ def test_stale_checkpoint_override(reg_env):
 
 
 @pytest.mark.parametrize("pack_file", ["packs/transformers/toy.yaml", "aaa-pack/toy.yaml"])
-def test_pack_layer_yields_to_native_without_override(reg_env, pack_file):
+def test_pack_layer_yields_to_native_without_override(reg_env, pack_file, arch_yaml):
     # the pack file is read after models/ (packs/...) or before it (aaa-pack/...): same result
     native = reg_env.write("models/toy.yaml", arch_yaml("toy", {"model": "pkg.native:Model"}))
     reg_env.write(pack_file, arch_yaml("toy", {"model": "transformers.toy:ToyModel", "causal-lm": "transformers.toy:ToyLM"},
@@ -216,7 +215,7 @@ def test_pack_layer_yields_to_native_without_override(reg_env, pack_file):
     assert lm.layer == "pack" and lm.builder == "transformers"
 
 
-def test_unknown_task(reg_env):
+def test_unknown_task(reg_env, arch_yaml):
     path = reg_env.write("models/toy.yaml", arch_yaml("toy", {"model": "a.b:C", "text-generaton": "a.b:D"}))
     [err] = problems(reg_env, kind=UnknownTaskError)
     assert (err.file, err.line) == (str(path), 6)
@@ -262,7 +261,7 @@ def test_alias_that_is_a_task_name(reg_env):
     assert "alias 'causal-lm' of task 'story-generation' is itself a task name" in err.message
 
 
-def test_all_problems_are_collected(reg_env):
+def test_all_problems_are_collected(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("toy", {"model": "a.b:C", "nope": "a.b:D"}))
     reg_env.write("models/b.yaml", arch_yaml("toy", {"model": "a.b:E"}))
     reg_env.write("models/c.yaml", "kind: [\n")
@@ -372,7 +371,7 @@ def test_digest_changes_with_the_task_table(reg_env):
     assert reg_env.load().digest == before
 
 
-def test_digest_covers_overrides(reg_env):
+def test_digest_covers_overrides(reg_env, arch_yaml):
     reg_env.write("models/toy.yaml", arch_yaml("toy"))
     extra = reg_env.tmp / "extra"
     path = reg_env.write("toy.yaml", arch_yaml("toy", {"model": "{target: pkg.toy:Model, override: reason one}"}),
@@ -453,7 +452,7 @@ def test_pickle_round_trip(table):
     assert deep.digest == table.digest
 
 
-def test_pickle_keeps_shadows_and_plugin_provenance(reg_env):
+def test_pickle_keeps_shadows_and_plugin_provenance(reg_env, arch_yaml):
     reg_env.write("models/toy.yaml", arch_yaml("toy"))
     reg_env.plugin("toy-plugin", "2.0", {"toy.yaml": arch_yaml("toy", {"model": "{target: p.t:M, override: why}"})})
     table = reg_env.load()
@@ -463,7 +462,7 @@ def test_pickle_keeps_shadows_and_plugin_provenance(reg_env):
     assert reg.provenance.distribution == "toy-plugin" and reg.shadows[0].target == "pkg.toy:Model"
 
 
-def test_errors_pickle_with_their_fields(reg_env):
+def test_errors_pickle_with_their_fields(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("toy"))
     reg_env.write("models/b.yaml", arch_yaml("toy"))
     [err] = reg_env.collect().errors
@@ -553,7 +552,7 @@ def test_reverse_lookup_by_class_name(table):
     assert table.by_target("NoSuchClass") == []
 
 
-def test_reverse_lookup_finds_every_registration_of_a_shared_class(reg_env):
+def test_reverse_lookup_finds_every_registration_of_a_shared_class(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("a", {"model": "pkg.shared:Model"}))
     reg_env.write("models/b.yaml", arch_yaml("b", {"model": "pkg.shared:Model", "causal-lm": "pkg.b:Outer.Inner"}))
     table = reg_env.load()
@@ -578,7 +577,7 @@ def test_dispatch_rule_mistral_with_layer_types_is_ministral(table, reg_env):
     assert table.resolve("causal-lm", d.architecture).target == "pkg.ministral:MinistralForCausalLM"
 
 
-def test_dispatch_rule_conditions(reg_env):
+def test_dispatch_rule_conditions(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("a", extra="""\
         rules:
           - when: {equals: {variant: big, layers: 2}, missing_key: legacy}
@@ -603,7 +602,7 @@ def test_dispatch_rule_conditions(reg_env):
     assert [r.dispatch_as for r in looped.rules] == ["b", "a"]  # a cycle stops instead of spinning
 
 
-def test_dispatch_rule_to_an_unregistered_architecture(reg_env):
+def test_dispatch_rule_to_an_unregistered_architecture(reg_env, arch_yaml):
     path = reg_env.write("models/a.yaml", arch_yaml("a", extra="rules:\n  - {when: {has_key: x}, dispatch_as: ghost}\n"))
     table = reg_env.load()
     with pytest.raises(ConfigError) as info:
@@ -639,7 +638,7 @@ def test_dispatch_without_a_usable_hint(table, config, words):
     assert "model_type" in info.value.hint
 
 
-def test_dispatch_with_ambiguous_class_names(reg_env):
+def test_dispatch_with_ambiguous_class_names(reg_env, arch_yaml):
     reg_env.write("models/a.yaml", arch_yaml("a", {"model": "pkg.shared:Model"}))
     reg_env.write("models/b.yaml", arch_yaml("b", {"model": "pkg.shared:Model"}))
     with pytest.raises(ConfigError, match="match several architectures: a, b"):

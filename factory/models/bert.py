@@ -369,6 +369,8 @@ class BertPreTrainedModel(nn.Module):
 
     config_class = BertConfig
     base_model_prefix = "bert"
+    # Checkpoints saved by transformers < 4.31 persisted this buffer; positions are computed here.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.position_ids$"]
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()

@@ -257,8 +257,6 @@ def check_config(config: _DecoderConfig) -> None:
             hint=f"supported rope types: {', '.join(ROPE_TYPES)}",
         )
     missing = [key for key in ROPE_TYPES[kind] if rope.get(key) is None]
-    if kind == "yarn" and rope.get("factor") is None and not rope.get("original_max_position_embeddings"):
-        missing.append("factor")
     if missing:
         raise ConfigError(
             f"{name}: rope_type={kind!r} needs rope_parameters {missing}, got {rope}",
@@ -604,6 +602,11 @@ class DecoderModel(_PreTrained):
             )
         if position_ids is None:
             position_ids = torch.arange(past_length, past_length + seq, device=hidden.device)[None]
+        elif position_ids.dim() != 2 or position_ids.shape[1] != seq or position_ids.shape[0] not in (1, batch):
+            raise ModelInputError(
+                f"position_ids must have shape ({batch} or 1, {seq}) like the new tokens, got {tuple(position_ids.shape)}",
+                hint="give one position per new token (not per cached token)",
+            )
         cos, sin = self.rotary_emb(position_ids, hidden.dtype)
         masks = {
             window: causal_mask(attention_mask, seq, past_length, window, hidden.device)

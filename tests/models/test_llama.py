@@ -446,6 +446,8 @@ def test_bad_inputs_raise_model_input_error():
         model(ids[:1, :1], past_key_values=past)
     with pytest.raises(native.ModelInputError, match="past \\+ seq"):
         model(ids[:, :1], attention_mask=torch.ones(2, 1), past_key_values=past)
+    with pytest.raises(native.ModelInputError, match=r"position_ids must have shape \(2 or 1, 5\).*got \(2, 6\)"):
+        model(ids, position_ids=torch.arange(6).expand(2, 6))
     assert isinstance(native.ModelInputError("x"), ValueError)
 
 
