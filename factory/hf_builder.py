@@ -28,7 +28,7 @@ from .errors import (
     WeightsMismatchError,
 )
 
-__all__ = ["require_transformers", "import_target", "build_config", "build_model", "build_component"]
+__all__ = ["require_transformers", "import_target", "pack_config", "build_config", "build_model", "build_component"]
 
 INSTALL_HINT = "pip install 'factory-registry[transformers]'"
 #: transformers backend names -> what to pip install.
@@ -113,9 +113,12 @@ def import_target(reg: Any) -> Any:
                                   "(Pillow backend) instead, as AutoImageProcessor does", stacklevel=2)
                     return twin
             packages = [BACKEND_PACKAGES.get(b, b) for b in missing]
+            hint = f"pip install {' '.join(packages)}"
+            if "torchvision" in missing and attr.endswith("ImageProcessor"):
+                hint += f" (Pillow alone gives its Pillow twin {attr}Pil)"
             raise MissingDependencyError(
                 f"{reg.target} ({reg.task} / {reg.architecture}) needs {', '.join(packages)}, not installed",
-                hint=f"pip install {' '.join(packages)}", package=packages[0], **where)
+                hint=hint, package=packages[0], **where)
     from .imports import import_target as plain_import
 
     try:
@@ -129,6 +132,20 @@ def import_target(reg: Any) -> Any:
                         "(`factory pack transformers`)")
             err.args = (str(err),)
         raise
+
+
+def pack_config(table: Any, architecture: str) -> Any:
+    """The transformers config class registered for ``architecture``, imported; ``None`` if none.
+
+    A native config winning over the pack's is not for transformers classes: then the
+    pack entry it shadows is used. Pass the result as ``build_model(config_cls=...)``
+    so that, like the Auto classes, a model registered for another model type
+    (``internlm3`` -> ``LlamaForCausalLM``) gets the architecture's own config class.
+    """
+    reg = table.registrations.get(("config", architecture))
+    if reg is not None and reg.builder != "transformers":
+        reg = next((s for s in reg.shadows if s.builder == "transformers"), None)
+    return import_target(reg) if reg is not None else None
 
 
 # --- configs ----------------------------------------------------------------------

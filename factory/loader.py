@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from . import cache, schemas
 from .errors import FactoryError, RegistryError
@@ -34,7 +34,9 @@ from .table import (
     _freeze,
     merge,
 )
-from .yamlio import Document, load_document
+
+if TYPE_CHECKING:
+    from .yamlio import Document
 
 ENTRY_POINT_GROUP = "factory.registry"
 PATH_ENV = "FACTORY_REGISTRY_PATH"
@@ -190,6 +192,7 @@ def list_files(
 
 def read_sources(files: Sequence[tuple[Source, Path]]) -> tuple[list[tuple[Document, Source]], list[FactoryError]]:
     """Parse and schema-check every file."""
+    from .yamlio import load_document  # YAML is only needed on a cache miss
     docs: list[tuple[Document, Source]] = []
     errors: list[FactoryError] = []
     for source, path in files:

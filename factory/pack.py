@@ -9,11 +9,16 @@ here only, never when the pack is listed or validated.
 
 Choices the tables leave open, made the way transformers' Auto classes make them:
 
+- a table is looked up by config class, as the Auto classes do: a model type
+  sharing its config class with another (``gpt-sw3`` and ``gpt2``: GPT2Config)
+  gets the row transformers would use for that class (``auto_rows``);
 - a task table value that is a tuple (``funnel``: model and base model; ``deit``:
   with and without teacher) registers its first class, the Auto classes' default;
 - an image processor dict (``{"torchvision": A, "pil": B}``) registers the
   ``torchvision`` class, the default of a full install (the builder falls back
   to the ``pil`` class when torchvision is missing, like AutoImageProcessor);
+  video processors (torchvision only) are read from the sources, since
+  transformers blanks them in the live table when torchvision is missing;
 - tokenizers are transformers 5's single tokenizers-backed class per model type;
   entries that transformers sets to ``None`` (sentencepiece / g2p-en not
   installed) are left out. Those tables depend on optional packages, so the
@@ -21,8 +26,12 @@ Choices the tables leave open, made the way transformers' Auto classes make them
   .[test]``: none of ``REFERENCE_ABSENT_BACKENDS`` installed); the generator
   refuses to run elsewhere rather than write a different pack.
 
-Output is deterministic: sorted, stable text, no timestamps; stale files are
-removed. ``--check`` exits 1 when regenerating would change anything.
+Where transformers itself breaks a rule that ``factory lint --import`` checks (a
+config whose ``model_type`` is another key: F002; a class configured by another
+config class: F003; one class serving several model types: F005), the file says so
+(``lint:`` with the reason, ``shares_targets_with``). Output is deterministic:
+sorted, stable text, no timestamps; stale files are removed. ``--check`` exits 1
+when regenerating would change anything.
 """
 from __future__ import annotations
 
@@ -151,6 +160,7 @@ class ArchitectureEntry:
     tasks: dict[str, str] = field(default_factory=dict)
     components: dict[str, str] = field(default_factory=dict)
     lint: dict[str, dict[str, str]] = field(default_factory=dict)  # "config" | task -> {code: reason}
+    shares_targets_with: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -385,7 +395,20 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
     for arch in archs.values():
         if not arch.summary:
             arch.summary = f"{arch.name}: components only, no config of its own (from transformers)"
+    _declare_shared_targets(archs)
     return PackContents(transformers.__version__, dict(sorted(archs.items())), skipped)
+
+
+def _declare_shared_targets(archs: dict[str, ArchitectureEntry]) -> None:
+    """transformers knowingly serves several model types with one class: say so (lint F005)."""
+    users: dict[str, set[str]] = {}
+    for arch in archs.values():
+        for target in [arch.config, *arch.tasks.values()]:
+            if target:
+                users.setdefault(target, set()).add(arch.name)
+    for arch in archs.values():
+        shared = set().union(*(users.get(t, set()) for t in [arch.config, *arch.tasks.values()] if t))
+        arch.shares_targets_with = sorted(shared - {arch.name})
 
 
 def auto_rows(table: dict[str, Any], config_names: dict[str, str]) -> dict[str, tuple[str, Any]]:
@@ -449,6 +472,8 @@ def render(arch: ArchitectureEntry, version: str) -> str:
         "builder: transformers",
         f"generated_from: {_scalar(f'transformers=={version}')}",
     ]
+    if arch.shares_targets_with:
+        lines.append(f"shares_targets_with: [{', '.join(_scalar(a) for a in arch.shares_targets_with)}]")
     if arch.config:
         lines += _entry_text("config", arch.config, arch.lint.get("config"), "")
     if arch.tasks:

@@ -93,7 +93,7 @@ def toy(tmp_path, monkeypatch):
     reg.mkdir()
     (reg / "toy.yaml").write_text(TOY_YAML)
     (reg / "toy2.yaml").write_text(TOY2_YAML)
-    table = factory.load_registry(paths=[reg])
+    table = factory.load_registry(paths=[reg], packs=False)
     yield table
     sys.modules.pop("toy_models", None)
 
@@ -197,7 +197,7 @@ def test_named_checkpoint_path_with_sha256(toy, tmp_path):
             path: ../ckpt
             sha256: {{model.safetensors: "{'0' * 64}"}}
     """))
-    table = factory.load_registry(paths=[tmp_path / "registry", reg])
+    table = factory.load_registry(paths=[tmp_path / "registry", reg], packs=False)
     model = factory.build("model", "good", registry=table)
     assert model.factory_provenance["source"] == "checkpoint"
     assert "ckpts.yaml" in model.factory_provenance["checkpoint"]
@@ -223,7 +223,7 @@ def test_named_checkpoint_in_installed_distribution(toy, tmp_path, monkeypatch):
           packaged: {package: {distribution: toy-weights, path: toy_weights/model}}
           missing: {package: {distribution: no-such-dist, path: x}}
     """))
-    table = factory.load_registry(paths=[tmp_path / "registry", reg])
+    table = factory.load_registry(paths=[tmp_path / "registry", reg], packs=False)
     assert type(factory.build("model", "packaged", registry=table)).__name__ == "ToyModel"
     with pytest.raises(CheckpointError, match="pip install --no-deps no-such-dist"):
         factory.build("model", "missing", registry=table)
@@ -279,3 +279,71 @@ def test_cli_build(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "cannot resolve 'no-such-thing'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# --- the Hub branch, end to end through factory.build ------------------------------
+from hub_server import FakeHub, fake_hub  # noqa: E402,F401  (pytest fixture)
+
+
+@pytest.fixture(scope="module")
+def hf_gpt2_dir(tmp_path_factory):
+    """A tiny GPT-2 saved by transformers (the reference implementation)."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=99, n_positions=64)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    directory = tmp_path_factory.mktemp("hf-gpt2")
+    model.save_pretrained(directory)
+    (directory / "README.md").write_text("not needed by the build")
+    return directory, model
+
+
+def test_hub_repo_builds_and_matches_transformers_then_offline(fake_hub: FakeHub, hf_gpt2_dir, monkeypatch):
+    directory, reference = hf_gpt2_dir
+    commit = fake_hub.add_commit("org/tiny-gpt2", directory)
+    model = factory.build("text-generation", "org/tiny-gpt2")
+    assert sorted(set(fake_hub.fetched())) == ["config.json", "model.safetensors"]
+    assert model.factory_provenance["source"] == "hub"
+    assert model.factory_provenance["commit"] == commit
+    ids = torch.tensor([[1, 5, 7, 9, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=1e-5)
+
+    fake_hub.reset()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = factory.build("causal-lm", "org/tiny-gpt2")
+    assert fake_hub.requests == []
+    assert torch.equal(again.transformer.wte.weight, model.transformer.wte.weight)
+
+
+def test_hub_pinned_revision_and_named_checkpoint(fake_hub: FakeHub, hf_gpt2_dir, tmp_path):
+    directory, _ = hf_gpt2_dir
+    commit = fake_hub.add_commit("org/tiny-gpt2", directory)
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    (reg / "c.yaml").write_text(textwrap.dedent(f"""
+        schema_version: 1
+        kind: checkpoints
+        checkpoints:
+          tiny-gpt2: {{hub: {{repo: org/tiny-gpt2, revision: {commit}}}, architecture: gpt2}}
+    """))
+    table = factory.load_registry(paths=[reg])
+    model = factory.build("causal-lm", "tiny-gpt2", registry=table)
+    assert model.factory_provenance["commit"] == commit
+    assert model.factory_provenance["revision"] == commit
+    config = factory.build("config", "org/tiny-gpt2", revision=commit)
+    assert type(config).__name__ == "GPT2Config" and config.hidden_size == 32
+
+
+def test_local_transformers_checkpoint_parity_and_save_round_trip(hf_gpt2_dir, tmp_path):
+    directory, reference = hf_gpt2_dir
+    model = factory.build("causal-lm", directory)
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=1e-5)
+    factory.save(model, tmp_path / "saved")
+    again = factory.build("causal-lm", tmp_path / "saved")
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert again.lm_head.weight is again.transformer.wte.weight

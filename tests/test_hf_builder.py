@@ -331,6 +331,25 @@ def test_config_component(roberta_dir, pack_table):
     assert type(default) is T.RobertaConfig and default.hidden_size == 768
 
 
+def test_architecture_config_class_like_the_auto_classes(pack_table, tmp_path):
+    # transformers serves internlm3 with LlamaForCausalLM, configured by the InternLM3Config instance
+    model_cls = hf_builder.import_target(pack_table.resolve("causal-lm", "internlm3"))
+    config_cls = hf_builder.pack_config(pack_table, "internlm3")
+    assert model_cls is T.LlamaForCausalLM and config_cls is T.InternLM3Config
+    tiny = dict(vocab_size=V, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                num_key_value_heads=2)
+    options = dict(weights=True, dtype=None, device=None, allow_pickle=False, strict=True)
+    fresh = hf_builder.build_model(model_cls, None, config_overrides=tiny, config_cls=config_cls, **options)
+    assert type(fresh.config) is T.InternLM3Config
+    fresh.save_pretrained(tmp_path)
+    loaded = hf_builder.build_model(model_cls, tmp_path, config_overrides={}, config_cls=config_cls, **options)
+    reference = T.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert type(loaded.config) is type(reference.config) is T.InternLM3Config
+    torch.testing.assert_close(loaded(ids(1, 5)).logits, reference(ids(1, 5)).logits, atol=ATOL, rtol=0)
+    # a native config winning over the pack's is skipped for transformers classes
+    assert hf_builder.pack_config(factory.registry(), "gpt2") is T.GPT2Config
+
+
 def test_never_trusts_remote_code_and_stays_local(roberta_dir, pack_table, monkeypatch):
     calls = []
     original = T.RobertaModel.from_pretrained.__func__

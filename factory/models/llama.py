@@ -604,7 +604,8 @@ class DecoderModel(_PreTrained):
             position_ids = torch.arange(past_length, past_length + seq, device=hidden.device)[None]
         elif position_ids.dim() != 2 or position_ids.shape[1] != seq or position_ids.shape[0] not in (1, batch):
             raise ModelInputError(
-                f"position_ids must have shape ({batch} or 1, {seq}) like the new tokens, got {tuple(position_ids.shape)}",
+                f"position_ids must have shape ({batch} or 1, {seq}) like the new tokens, "
+                f"got {tuple(position_ids.shape)}",
                 hint="give one position per new token (not per cached token)",
             )
         cos, sin = self.rotary_emb(position_ids, hidden.dtype)

@@ -41,7 +41,9 @@ VARIANTS = {
         ),
         False,
     ),
-    "llama-linear-legacy": ("llama", dict(rope_parameters=dict(rope_type="linear", rope_theta=5000.0, factor=2.0)), True),
+    "llama-linear-legacy": (
+        "llama", dict(rope_parameters=dict(rope_type="linear", rope_theta=5000.0, factor=2.0)), True
+    ),
     "llama-dynamic": (
         "llama",
         dict(max_position_embeddings=8, rope_parameters=dict(rope_type="dynamic", rope_theta=10000.0, factor=2.0)),
@@ -348,7 +350,8 @@ def test_qwen2_sliding_window_only_when_enabled():
     on = native.Qwen2Config.from_dict({"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1,
                                        "num_hidden_layers": 3})
     assert on._layer_windows() == [None, 8, 8]
-    assert native.MistralConfig.from_dict({"sliding_window": None, "num_hidden_layers": 2})._layer_windows() == [None, None]
+    unwindowed = native.MistralConfig.from_dict({"sliding_window": None, "num_hidden_layers": 2})
+    assert unwindowed._layer_windows() == [None, None]
 
 
 @pytest.mark.parametrize("variant", ["llama-llama3-tied", "qwen3-yarn"])
@@ -403,7 +406,10 @@ def test_class_attributes_and_meta_construction():
         ({"hidden_act": "mish"}, "hidden_act='mish' is not supported"),
         ({"pad_token_id": 99}, "pad_token_id=99 is not a token id below vocab_size=99"),
         ({"rope_scaling": {"type": "longrope", "factor": 2.0}}, "rope_type='longrope' is not supported"),
-        ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "needs rope_parameters ['low_freq_factor', 'high_freq_factor']"),
+        (
+            {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
+            "needs rope_parameters ['low_freq_factor', 'high_freq_factor']",
+        ),
         ({"rope_scaling": {"type": "linear"}}, "needs rope_parameters ['factor']"),
     ],
 )
