@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m factory validate --import registry.d
+	$(PY) -m factory validate --import --quiet registry.d
 	$(PY) -m pytest tests
 
 demo: $(STAMP)

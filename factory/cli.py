@@ -104,16 +104,20 @@ def cmd_validate(args) -> int:
         from .imports import check_imports
 
         findings.extend(check_imports(result.table))
-    out = format_findings(findings, args.format)
+    failing = [f for f in findings if f["severity"] == "error"]
+    shown = failing if args.quiet else findings
+    out = format_findings(shown, args.format)
     if out:
         print(out)
     if args.format == "text":
-        status = "ok" if not findings else f"{len(findings)} problem(s)"
-        print(f"{len(result.files)} file(s) checked: {status}", file=sys.stderr)
+        status = "ok" if not failing else f"{len(failing)} problem(s)"
+        others = len(findings) - len(failing)
+        print(f"{len(result.files)} file(s) checked: {status}" + (f" ({others} warning(s) or suppressed)" if others else ""),
+              file=sys.stderr)
         if hidden:
             print(f"note: {hidden} problem(s) in other files of the same registry directory, not named here",
                   file=sys.stderr)
-    return EXIT_FINDINGS if findings else EXIT_OK
+    return EXIT_FINDINGS if failing else EXIT_OK
 
 
 def _registration_row(reg: Registration) -> dict[str, Any]:
@@ -284,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("validate", cmd_validate, "check registry YAML files against the schemas and merge rules", False)
     p.add_argument("paths", nargs="*", help="files or directories (default: the installed registry)")
     p.add_argument("--import", dest="imports", action="store_true", help="also import every target and check it")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only, not warnings or suppressed findings")
     p.add_argument("--format", choices=("text", "json", "github"), default="text")
 
     p = verb("list", cmd_list, "list registrations (shell-style wildcards)")

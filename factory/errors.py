@@ -120,6 +120,11 @@ class ConfigError(FactoryError):
     """A checkpoint's config.json is missing, malformed or cannot be dispatched."""
 
 
+class ModelInputError(FactoryError, ValueError):
+    """A built model (or its ``generate``) was called with inputs it cannot use: wrong shapes, missing or
+    conflicting arguments."""
+
+
 class CheckpointError(FactoryError):
     """A checkpoint's files are missing, corrupt or refused."""
 

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 
 import torch
 
-from factory.errors import FactoryError
+from factory.errors import ModelInputError
 
 
-class GenerationError(FactoryError, ValueError):
+class GenerationError(ModelInputError):
     """Invalid arguments to ``generate``."""
 
 
@@ -129,7 +129,14 @@ def generate(
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.LongTensor:
-    """Continue ``input_ids`` with up to ``max_new_tokens`` tokens; see :meth:`GenerationMixin.generate`."""
+    """Generate up to ``max_new_tokens`` tokens after each (left-padded) prompt of ``model``.
+
+    Greedy by default; ``do_sample=True`` samples after temperature/top-k/top-p
+    warping, drawing from ``generator`` when given. ``eos_token_id`` (int or
+    list) and ``pad_token_id`` default to ``model.config``'s; when there is no
+    pad id the first EOS id pads. Rows that emitted EOS are padded and the loop
+    stops once all rows have. Returns ``[batch, prompt + new]`` token ids.
+    """
     _check_arguments(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
     config = getattr(model, "config", None)
     eos = _token_ids(eos_token_id if eos_token_id is not None else getattr(config, "eos_token_id", None), "eos_token_id")
@@ -185,37 +192,5 @@ def generate(
 class GenerationMixin:
     """Adds ``generate`` to a native causal-lm ``nn.Module`` (see the module docstring for the contract)."""
 
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int = 20,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
-        pad_token_id: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.LongTensor:
-        """Generate up to ``max_new_tokens`` tokens after each (left-padded) prompt.
-
-        Greedy by default; ``do_sample=True`` samples after temperature/top-k/top-p
-        warping, drawing from ``generator`` when given. ``eos_token_id`` (int or
-        list) and ``pad_token_id`` default to ``self.config``'s; when there is no
-        pad id the first EOS id pads. Rows that emitted EOS are padded and the loop
-        stops once all rows have. Returns ``[batch, prompt + new]`` token ids.
-        """
-        return generate(
-            self,  # type: ignore[arg-type]
-            input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
-            generator=generator,
-        )
+    #: :func:`generate` as a method: the model is its first argument.
+    generate = generate

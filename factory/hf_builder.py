@@ -291,6 +291,32 @@ def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_
 
 
 # --- components -------------------------------------------------------------------
+#: Files one of which a component needs: transformers builds an empty tokenizer or a
+#: default processor from a directory without them, silently.
+COMPONENT_FILES = {
+    "processor": ("processor_config.json", "preprocessor_config.json", "tokenizer*.json", "chat_template*"),
+    "tokenizer": ("tokenizer*.json", "vocab*", "merges*.txt", "*.model", "*.tiktoken", "spm*"),
+    "video processor": ("video_preprocessor_config.json", "preprocessor_config.json", "processor_config.json"),
+    "image processor": ("preprocessor_config.json", "processor_config.json", "image_processor*.json"),
+    "feature extractor": ("preprocessor_config.json", "processor_config.json", "feature_extractor*.json"),
+}
+
+
+def _component_files(component_cls: Any) -> tuple[str, tuple[str, ...]]:
+    from transformers.feature_extraction_utils import FeatureExtractionMixin
+    from transformers.image_processing_base import ImageProcessingMixin
+    from transformers.processing_utils import ProcessorMixin
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    for kind, base in (("processor", ProcessorMixin), ("tokenizer", PreTrainedTokenizerBase),
+                       ("video processor", BaseVideoProcessor), ("image processor", ImageProcessingMixin),
+                       ("feature extractor", FeatureExtractionMixin)):
+        if isinstance(component_cls, type) and issubclass(component_cls, base):
+            return kind, COMPONENT_FILES[kind]
+    return "preprocessing", tuple(sorted({p for patterns in COMPONENT_FILES.values() for p in patterns}))
+
+
 def build_component(component_cls: Any, directory: Path | None) -> Any:
     """A tokenizer / image processor / feature extractor / processor from ``directory``."""
     name = getattr(component_cls, "__qualname__", str(component_cls))
@@ -299,6 +325,11 @@ def build_component(component_cls: Any, directory: Path | None) -> Any:
         raise CheckpointError(
             f"{name} needs files (vocabulary, preprocessor_config.json, ...), and no checkpoint directory was given",
             hint="pass a checkpoint directory, named checkpoint or Hub repo id, not an architecture name")
+    kind, patterns = _component_files(component_cls)
+    if not any(any(Path(directory).glob(pattern)) for pattern in patterns):
+        raise CheckpointError(
+            f"no {kind} files in {directory} for {name}: expected one of {', '.join(patterns)}",
+            file=directory, hint=f"save the {kind} into the checkpoint directory (save_pretrained)")
     try:
         return component_cls.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     except FactoryError:

@@ -38,33 +38,10 @@ def import_target(reg: Registration) -> Any:
 
 
 def check_imports(table: Table) -> list[dict[str, Any]]:
-    """Import every target and check the seed page's consistency rules; findings as dicts."""
-    from .cli import finding_dict
+    """``validate --import``: lint's F001-F003 (import, model_type, config_class), as finding dicts.
 
-    findings: list[dict[str, Any]] = []
-    imported: dict[tuple[str, str], Any] = {}
-    for key, reg in table.registrations.items():
-        try:
-            imported[key] = import_target(reg)
-        except TargetImportError as err:
-            findings.append(finding_dict(err, code="F001"))
-    for (task, arch), obj in imported.items():
-        reg = table.registrations[(task, arch)]
-        where = {"file": reg.provenance.file, "line": reg.provenance.line}
-        if task == "config":
-            model_type = getattr(obj, "model_type", None)
-            if isinstance(model_type, str) and model_type and model_type != arch:
-                findings.append(finding_dict(TargetImportError(
-                    f"config class {reg.target} has model_type {model_type!r}, but is registered for architecture {arch!r}",
-                    hint="the model_type attribute must equal the architecture key", **where), code="F002"))
-            continue
-        config_cls = imported.get(("config", arch))
-        declared = getattr(obj, "config_class", None)
-        if config_cls is not None and isinstance(declared, type) and declared is not config_cls \
-                and not issubclass(config_cls, declared):
-            findings.append(finding_dict(TargetImportError(
-                f"{reg.target} declares config_class {declared.__module__}.{declared.__qualname__}, "
-                f"but architecture {arch!r} registers config {table.registrations[('config', arch)].target}",
-                hint="register the model's config_class as the architecture's config, or fix config_class",
-                **where), code="F003"))
-    return sorted(findings, key=lambda f: (f["file"] or "", f["line"] or 0))
+    Suppressed findings are reported as such and never fail the run.
+    """
+    from .lint import IMPORT_CODES, lint_table
+
+    return [f.as_dict() for f in lint_table(table, imports=True) if f.code in IMPORT_CODES]

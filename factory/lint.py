@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .errors import FactoryError, MissingDependencyError, TargetImportError
 from .table import Checkpoint, Provenance, Registration, Table
 
 #: code -> (default severity, what it flags)
@@ -155,14 +156,41 @@ def has_failures(findings: Iterable[Finding | Mapping[str, Any]], *, strict: boo
 
 
 # --- the checks ---------------------------------------------------------------------
+def _import(reg: Registration) -> Any:
+    """Import a registration's target the way building would (pack entries through hf_builder)."""
+    if reg.builder == "transformers":
+        from .hf_builder import import_target
+    else:
+        from .imports import import_target
+    return import_target(reg)
+
+
+def _config_for_check(lt: _Linter, reg: Registration,
+                      imported: Mapping[tuple[str, str], Any]) -> tuple[Any, Registration | None]:
+    """The config class (and its registration) a registration is built with; pack entries use the pack's."""
+    config_reg = lt.table.registrations.get(("config", reg.architecture))
+    if reg.builder == "transformers" and config_reg is not None and config_reg.builder != "transformers":
+        config_reg = next((s for s in config_reg.shadows if s.builder == "transformers"), None)
+        try:
+            return (_import(config_reg) if config_reg is not None else None), config_reg
+        except FactoryError:
+            return None, config_reg
+    return imported.get(("config", reg.architecture)), config_reg
+
+
 def _check_imports(lt: _Linter) -> None:
-    from .errors import TargetImportError
-    from .imports import import_target
+    """F001-F003. An optional package missing for a pack entry is a warning: it cannot be checked here."""
+    import warnings
 
     imported: dict[tuple[str, str], Any] = {}
     for key, reg in lt.table.registrations.items():
         try:
-            imported[key] = import_target(reg)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                imported[key] = _import(reg)
+        except MissingDependencyError as err:
+            lt.add("F001", err.message, reg.provenance, lt.reg_scopes(reg),
+                   err.hint, severity="warning")
         except TargetImportError as err:
             lt.add("F001", err.message, reg.provenance, lt.reg_scopes(reg), err.hint)
     for (task, arch), obj in imported.items():
@@ -174,12 +202,12 @@ def _check_imports(lt: _Linter) -> None:
                        f"for architecture {arch!r}", reg.provenance, lt.reg_scopes(reg),
                        "the model_type attribute must equal the architecture key")
             continue
-        config_cls = imported.get(("config", arch))
+        config_cls, config_reg = _config_for_check(lt, reg, imported)
         declared = getattr(obj, "config_class", None)
         if isinstance(config_cls, type) and isinstance(declared, type) and declared is not config_cls \
                 and not issubclass(config_cls, declared):
             lt.add("F003", f"{reg.target} declares config_class {declared.__module__}.{declared.__qualname__}, "
-                   f"but architecture {arch!r} registers config {lt.table.registrations[('config', arch)].target}",
+                   f"but architecture {arch!r} registers config {config_reg.target if config_reg else config_cls}",
                    reg.provenance, lt.reg_scopes(reg),
                    "register the model's config_class as the architecture's config, or fix config_class")
 

@@ -150,6 +150,17 @@ class PackError(FactoryError):
     """The pack cannot be generated in this environment."""
 
 
+#: Dispatch quirks transformers hard-codes in Python, written out as declarative rules.
+#: model_type -> [(condition, dispatch_as, reason)]; the reason cites where transformers does it.
+DISPATCH_RULES: dict[str, list[tuple[dict[str, str], str, str]]] = {
+    "mistral": [(
+        {"has_key": "layer_types"}, "ministral",
+        "transformers' AutoConfig (models/auto/configuration_auto.py) treats a mistral config that "
+        "carries layer_types as ministral, for alternating attention",
+    )],
+}
+
+
 @dataclass
 class ArchitectureEntry:
     """Everything the pack says about one model_type."""
@@ -486,6 +497,13 @@ def render(arch: ArchitectureEntry, version: str) -> str:
         lines.append("components:")
         for component in sorted(arch.components):
             lines += _entry_text(component, arch.components[component], arch.lint.get(component), "  ")
+    rules = DISPATCH_RULES.get(arch.name, [])
+    if rules:
+        lines.append("rules:")
+        for when, dispatch_as, reason in rules:
+            condition = ", ".join(f"{key}: {_scalar(value)}" for key, value in when.items())
+            lines += [f"  - when: {{{condition}}}", f"    dispatch_as: {_scalar(dispatch_as)}",
+                      f"    reason: {_scalar(reason)}"]
     return "\n".join(lines) + "\n"
 
 

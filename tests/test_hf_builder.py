@@ -521,3 +521,58 @@ def test_building_without_transformers_says_what_to_install(no_transformers, rob
     with pytest.raises(MissingDependencyError, match="factory-registry\\[transformers\\]"):
         hf_builder.build_model(object, roberta_dir, weights=True, dtype=None, device=None, config_overrides={},
                                allow_pickle=False, strict=True)
+
+
+# --- bad inputs ----------------------------------------------------------------------
+def test_config_rejecting_values_is_a_config_error(roberta_dir, pack_table):
+    from factory.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="could not build RobertaConfig from its defaults.*hidden_act"):
+        factory.build("config", "roberta", registry=pack_table, config_overrides={"hidden_act": 5})
+    with pytest.raises(ConfigError, match=f"from {roberta_dir}") as err:
+        factory.build("model", roberta_dir, registry=pack_table, config_overrides={"hidden_act": 5})
+    assert err.value.file == str(roberta_dir / "config.json")
+
+
+def test_unknown_dtype(roberta_dir, pack_table):
+    from factory.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown dtype 'float13'"):
+        factory.build("model", roberta_dir, registry=pack_table, dtype="float13")
+
+
+def test_component_without_its_files(roberta_dir, pack_table):
+    with pytest.raises(CheckpointError, match="no tokenizer files in .* for RobertaTokenizer") as err:
+        factory.build("tokenizer", roberta_dir, registry=pack_table)
+    assert err.value.file == str(roberta_dir) and "save_pretrained" in err.value.hint
+    with pytest.raises(CheckpointError, match="no processor files"):
+        hf_builder.build_component(T.Wav2Vec2Processor, roberta_dir)
+    with pytest.raises(CheckpointError, match="no feature extractor files"):
+        hf_builder.build_component(T.Wav2Vec2FeatureExtractor, roberta_dir)
+
+
+def test_missing_optional_backend_of_a_model(pack_table):
+    from transformers.utils import is_torchaudio_available
+
+    if is_torchaudio_available():
+        pytest.skip("torchaudio is installed")
+    registration = pack_table.resolve("audio-tokenization", "higgs_audio_v2_tokenizer")
+    with pytest.raises(MissingDependencyError, match="needs torchaudio, not installed") as err:
+        hf_builder.import_target(registration)
+    assert err.value.hint == "pip install torchaudio" and err.value.line == registration.provenance.line
+
+
+def test_missing_class_names_the_pack_version(pack_table, monkeypatch):
+    from dataclasses import replace
+
+    from factory import pack
+    from factory.errors import TargetImportError
+
+    registration = replace(pack_table.resolve("model", "roberta"),
+                           target="transformers.models.roberta.modeling_roberta:RobertaRemovedModel")
+    with pytest.raises(TargetImportError, match="RobertaRemovedModel"):
+        hf_builder.import_target(registration)
+    monkeypatch.setattr(pack, "TRANSFORMERS_PACK_VERSION", "4.0.0")
+    with pytest.raises(TargetImportError) as err:
+        hf_builder.import_target(registration)
+    assert "generated from transformers==4.0.0" in err.value.hint and "factory pack transformers" in err.value.hint

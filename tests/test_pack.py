@@ -337,3 +337,18 @@ def test_listing_the_pack_imports_neither_transformers_nor_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             cwd=str(Path(__file__).parent))
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unreviewed_task_table_stops_generation(monkeypatch):
+    tables = pack.model_tables()
+    monkeypatch.setattr(pack, "model_tables", lambda: {**tables, "MODEL_FOR_TELEPATHY_MAPPING_NAMES": {}})
+    with pytest.raises(pack.PackError, match="MODEL_FOR_TELEPATHY_MAPPING_NAMES") as err:
+        pack.read_pack()
+    assert "EXCLUDED_TABLES" in err.value.hint
+
+
+def test_video_processor_names_are_checked_against_the_live_table(monkeypatch):
+    monkeypatch.setattr(pack, "_literal_table", lambda module, name: {})
+    with pytest.raises(pack.PackError, match="video processor table") as err:
+        pack.video_processor_names()
+    assert "update factory/pack.py" in err.value.hint

