@@ -11,14 +11,15 @@ a torn file, and a corrupt file is ignored with a warning and rebuilt.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
-import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .table import (
     Architecture,
@@ -80,7 +81,8 @@ def read_json(kind: str, key: str) -> Any | None:
     except OSError:
         return None
     try:
-        state = json.loads(raw)
+        with _gc_paused():
+            state = json.loads(raw)
         if state.get("format") != FORMAT or state.get("key") != key:
             raise ValueError("key or format mismatch")
         return state["value"]
@@ -97,6 +99,8 @@ def write_json(kind: str, key: str, value: Any) -> None:
         return
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only on a cache miss
+
         data = json.dumps({"format": FORMAT, "key": key, "value": value}, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{kind}-", suffix=".tmp")
         try:
@@ -117,11 +121,24 @@ def read(key: str) -> Table | None:
     if state is None:
         return None
     try:
-        return from_state(state)
+        with _gc_paused():
+            return from_state(state)
     except Exception as exc:
         warnings.warn(f"ignoring unreadable registry cache ({type(exc).__name__}: {exc}); rebuilding it",
                       CacheWarning, stacklevel=2)
         return None
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Decoding allocates many small containers; with torch loaded, gc passes cost 10x the decode."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def write(key: str, table: Table) -> None:

@@ -9,18 +9,15 @@ default config), else a Hub repo id. Nothing here imports torch, so
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .configuration import CODE_KEYS
 from .errors import CheckpointError, ConfigError, FactoryError, UnknownCheckpointError
 from .table import Checkpoint, Dispatch, Registration, Table, suggest
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
-#: config.json keys that name code: never followed.
-CODE_KEYS = ("auto_map", "custom_pipelines")
 
 
 class UntrustedCodeWarning(UserWarning):
@@ -149,7 +146,7 @@ def resolve(
         kind = "architecture"
         steps.append(Step("name", f"registered architecture {name!r}: fresh model from its default config",
                           _where_files(table, name)))
-    elif HUB_ID.match(name) and "/" in name:
+    elif _is_hub_id(name):
         from .hub import download
 
         snap = download(name, revision=revision, kind=kind_needed, **hub_kw)
@@ -190,6 +187,13 @@ def resolve(
         registration=reg, config_registration=config_reg, dispatch=dispatch, checkpoint=checkpoint,
         revision=revision, commit=commit, digest=table.digest, steps=steps,
     )
+
+
+def _is_hub_id(name: str) -> bool:
+    """``owner/name`` as huggingface_hub validates it (bare legacy names would shadow typos of architectures)."""
+    from .hub import looks_like_repo_id
+
+    return "/" in name and looks_like_repo_id(name)
 
 
 def _where_files(table: Table, arch: str) -> str:
@@ -260,7 +264,7 @@ def _not_found(table: Table, name: str) -> FactoryError:
         "a named checkpoint (none by that name)",
         f"a local directory or config.json path ({Path(name).expanduser()} does not exist)",
         "a registered architecture (none by that name)",
-        "a Hub repo id (must look like 'owner/name')" if not (HUB_ID.match(name) and "/" in name) else "a Hub repo id",
+        "a Hub repo id (must look like 'owner/name')" if not _is_hub_id(name) else "a Hub repo id",
     ]
     close = suggest(name, [*table.checkpoints, *table.architectures])
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run `factory list` for architectures"

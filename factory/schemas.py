@@ -10,10 +10,12 @@ import difflib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SchemaError
-from .yamlio import Document
+
+if TYPE_CHECKING:
+    from .yamlio import Document
 
 KINDS = ("tasks", "architecture", "checkpoints")
 SCHEMA_VERSION = 1

@@ -7,7 +7,6 @@ in ``shadows``.
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import json
@@ -281,6 +280,8 @@ def _freeze(value: Any) -> Any:
 
 
 def suggest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    import difflib  # only for error messages
+
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
 
 
