@@ -35,7 +35,7 @@ from .table import (
     _freeze,
 )
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 8
 
 
@@ -164,14 +164,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _packed(value: Any) -> str:
+    """One entry as a JSON string: decoding the cache then makes one object per entry, not dozens."""
+    return json.dumps(_plain(value), separators=(",", ":"))
+
+
 def to_state(table: Table) -> dict[str, Any]:
     return {
         "digest": table.digest,
         "sources": list(table.sources),
         "tasks": [_plain(t) for t in table.tasks.values()],
-        "architectures": [_plain(a) for a in table.architectures.values()],
-        "registrations": [_plain(r) for r in table.registrations.values()],
-        "checkpoints": [_plain(c) for c in table.checkpoints.values()],
+        "architectures": [[name, _packed(a)] for name, a in table.architectures.items()],
+        "registrations": [[task, arch, _packed(r)] for (task, arch), r in table.registrations.items()],
+        "checkpoints": [[name, _packed(c)] for name, c in table.checkpoints.items()],
     }
 
 
@@ -215,7 +220,8 @@ def _ckpt(v: list) -> Checkpoint:
 def from_state(state: dict[str, Any]) -> Table:
     """Rebuild a table; entries are decoded when first read."""
     tasks = {t.name: t for t in map(_task, state["tasks"])}
-    archs = LazyDict({a[0]: a for a in state["architectures"]}, _arch)
-    regs = LazyDict({(r[0], r[1]): r for r in state["registrations"]}, _reg)
-    ckpts = LazyDict({c[0]: c for c in state["checkpoints"]}, _ckpt)
+    archs = LazyDict({name: raw for name, raw in state["architectures"]}, lambda raw: _arch(json.loads(raw)))
+    regs = LazyDict({(task, arch): raw for task, arch, raw in state["registrations"]},
+                    lambda raw: _reg(json.loads(raw)))
+    ckpts = LazyDict({name: raw for name, raw in state["checkpoints"]}, lambda raw: _ckpt(json.loads(raw)))
     return Table(tasks, archs, regs, ckpts, tuple(state["sources"]), digest=state["digest"])
