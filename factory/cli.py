@@ -250,19 +250,19 @@ def cmd_build(args) -> int:
     obj = build(args.task, args.name, registry=table, dtype=args.dtype, device=args.device,
                 revision=args.revision, local_files_only=args.local_files_only)
     seconds = time.perf_counter() - start
-    print(f"class:      {type(obj).__module__}.{type(obj).__qualname__}")
+    rows: list[tuple[str, Any]] = [("class", f"{type(obj).__module__}.{type(obj).__qualname__}")]
     params = getattr(obj, "parameters", None)
     if callable(params):
         ps = list(obj.parameters())
-        print(f"parameters: {sum(p.numel() for p in ps):,}")
+        rows.append(("parameters", f"{sum(p.numel() for p in ps):,}"))
         if ps:
-            print(f"dtype:      {ps[0].dtype}")
-            print(f"device:     {ps[0].device}")
-    origin = getattr(obj, "factory_provenance", None)
-    if origin:
-        for key, value in origin.items():
-            print(f"{key + ':':<12}{value}")
-    print(f"load time:  {seconds:.3f} s")
+            rows += [("dtype", ps[0].dtype), ("device", ps[0].device)]
+    origin = getattr(obj, "factory_provenance", None) or {}
+    rows += [(key, value) for key, value in origin.items() if value is not None]
+    rows.append(("load time", f"{seconds:.3f} s"))
+    width = max(len(key) for key, _ in rows) + 2
+    for key, value in rows:
+        print(f"{key + ':':<{width}}{value}")
     return EXIT_OK
 
 
