@@ -42,7 +42,30 @@ def schema(kind: str) -> dict[str, Any]:
 def _validator(kind: str):
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema(kind))
+    return jsonschema.Draft202012Validator(_inline_refs(schema(kind)))
+
+
+def _inline_refs(node: Any, defs: dict | None = None) -> Any:
+    """The schema with its local ``#/$defs/...`` references replaced by their targets.
+
+    Same meaning (our schemas are not recursive), but validation skips the reference
+    resolution that otherwise takes a third of a cold registry load.
+    """
+    if defs is None:
+        defs = node.get("$defs", {}) if isinstance(node, dict) else {}
+    if isinstance(node, list):
+        return [_inline_refs(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    ref = out.pop("$ref", None)
+    if ref is None:
+        return out
+    target = _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+    annotations = {"description", "title", "default", "examples"}
+    if set(out) <= annotations and not set(out) & set(target):
+        return {**target, **out}
+    return {**out, "allOf": [target]}
 
 
 def validate(doc: Document) -> list[SchemaError]:
