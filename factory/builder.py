@@ -75,6 +75,9 @@ def build_from_resolution(
         dep = res.checkpoint.deprecated
         warnings.warn(f"named checkpoint {res.checkpoint.name!r} is deprecated since {dep.since}"
                       + (f"; use {dep.replacement!r}" if dep.replacement else ""), FactoryDeprecationWarning, stacklevel=3)
+    if config_overrides is not None and not isinstance(config_overrides, Mapping):
+        raise ConfigError(f"config_overrides must be a mapping of config keys to values, "
+                          f"found {type(config_overrides).__name__}", hint="e.g. config_overrides={'num_labels': 3}")
     overrides = dict(config_overrides or {})
     kind = task_kind(table, res.task)
     if reg.builder == "transformers":

@@ -257,7 +257,9 @@ def build_model(
             _check_weight_files(directory, allow_pickle)
             model = _load(model_cls, directory, config, torch_dtype, allow_pickle, strict)
         if device is not None:
-            model = model.to(device)
+            from .weights import resolve_device
+
+            model = model.to(resolve_device(device))
     except FactoryError:
         raise
     except Exception as exc:

@@ -239,9 +239,9 @@ def fresh_model(
     model = empty_model(model_cls, config, dtype=dtype)
     ties = _tie_map(model)
     names = [n for n, p in model.named_parameters() if p.is_meta and n not in ties]
-    _materialise(model, names, dtype, _device(device))
+    _materialise(model, names, dtype, resolve_device(device))
     _apply_ties(model, ties)
-    _move_buffers(model, _device(device))
+    _move_buffers(model, resolve_device(device))
     return model
 
 
@@ -409,7 +409,7 @@ def load_weights(
     """
     started = time.perf_counter()
     dtype = resolve_dtype(dtype)
-    target_device = _device(device)
+    target_device = resolve_device(device)
     paths = [Path(f) for f in files]
     if not paths:
         raise CheckpointError(f"no weight files given to load into {type(model).__name__}")
@@ -604,12 +604,23 @@ def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
 
 
 # --- materialising, tying, moving -----------------------------------------------
-def _device(device: torch.device | str | None) -> torch.device:
+def resolve_device(device: torch.device | str | None) -> torch.device:
     try:
-        return torch.device(device if device is not None else "cpu")
+        result = torch.device(device if device is not None else "cpu")
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device {device!r} is not a torch device: {exc}",
                           hint="use 'cpu', 'cuda', 'cuda:1', 'mps', ...") from None
+    backend = getattr(torch, result.type, None) if result.type not in ("cpu", "meta") else None
+    available = getattr(backend, "is_available", None)
+    if callable(available) and not available():
+        raise ConfigError(f"device {str(result)!r} is not available in this process "
+                          f"(torch {torch.__version__} sees no {result.type} device)",
+                          hint="build on 'cpu', or install a torch build for this accelerator")
+    count = getattr(backend, "device_count", None)
+    if result.index is not None and callable(count) and result.index >= count():
+        raise ConfigError(f"device {str(result)!r} does not exist: {count()} {result.type} device(s) visible",
+                          hint=f"use an index below {count()}")
+    return result
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -347,3 +347,19 @@ def test_local_transformers_checkpoint_parity_and_save_round_trip(hf_gpt2_dir, t
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     assert again.lm_head.weight is again.transformer.wte.weight
+
+
+def test_unavailable_or_unknown_device_is_a_clear_error(toy, tmp_path):
+    _save_toy(tmp_path / "ckpt", {"model_type": "toy"})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device 'cuda' is not available"):
+            factory.build("model", tmp_path / "ckpt", registry=toy, device="cuda")
+        with pytest.raises(ConfigError, match="device 'cuda' is not available"):
+            factory.build("model", "toy", registry=toy, device="cuda")
+    with pytest.raises(ConfigError, match="device 'nonsense' is not a torch device"):
+        factory.build("model", tmp_path / "ckpt", registry=toy, device="nonsense")
+
+
+def test_config_overrides_must_be_a_mapping(toy):
+    with pytest.raises(ConfigError, match="config_overrides must be a mapping .* found list"):
+        factory.build("model", "toy", registry=toy, config_overrides=[("hidden_size", 4)])
