@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from .configuration import CODE_KEYS
 from .errors import CheckpointError, ConfigError, FactoryError
 from .imports import import_target
 from .resolve import Resolution, explain, resolve, task_kind
@@ -115,7 +116,7 @@ def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str
     try:
         if callable(from_dict):
             return from_dict(dict(data), **overrides)
-        clean = {k: v for k, v in data.items() if k not in ("auto_map", "model_type")}
+        clean = {k: v for k, v in data.items() if k not in CODE_KEYS and k != "model_type"}
         return config_cls(**{**clean, **overrides})
     except FactoryError:
         raise

@@ -145,5 +145,9 @@ class HubError(FactoryError):
     """A Hub download failed (offline, not found, unauthorised)."""
 
 
+class UntrustedCodeWarning(UserWarning):
+    """A checkpoint file names custom code (``auto_map``); the factory never imports it."""
+
+
 class SaveError(FactoryError):
     """A checkpoint could not be written; the target was left untouched."""

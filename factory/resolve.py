@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .configuration import CODE_KEYS
-from .errors import CheckpointError, ConfigError, FactoryError, UnknownCheckpointError
+from .errors import CheckpointError, ConfigError, FactoryError, UnknownCheckpointError, UntrustedCodeWarning
 from .table import Checkpoint, Dispatch, Registration, Table, suggest
 
-
-
-class UntrustedCodeWarning(UserWarning):
-    """A checkpoint asks for custom code; the factory never runs it."""
 
 
 @dataclass(frozen=True)

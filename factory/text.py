@@ -26,7 +26,7 @@ from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, proces
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE, WordPiece
 
-from .errors import CheckpointError, FactoryError, MissingDependencyError, SaveError
+from .errors import CheckpointError, FactoryError, MissingDependencyError, SaveError, UntrustedCodeWarning
 
 __all__ = ["Tokenizer", "BatchEncoding", "TokenizerError", "TokenizerFileError", "TOKENIZER_FILE_PATTERNS"]
 
@@ -180,7 +180,7 @@ class Tokenizer:
         config_path = directory / CONFIG_FILE
         config = _read_json_object(config_path) if config_path.is_file() else {}
         if "auto_map" in config:
-            warnings.warn(_auto_map_message(config_path, config["auto_map"]), UserWarning, stacklevel=2)
+            warnings.warn(_auto_map_message(config_path, config["auto_map"]), UntrustedCodeWarning, stacklevel=2)
             config.pop("auto_map")
         overrides.pop("auto_map", None)
         config.update(overrides)
