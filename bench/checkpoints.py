@@ -6,6 +6,7 @@ Each spec is a transformers config class, a model class and the config values;
 the cache directory name carries a digest of spec + transformers version, and a
 directory is published with an atomic rename only once it is complete.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,19 +18,59 @@ from pathlib import Path
 
 #: name -> (transformers config class, model class, config kwargs, what it is for)
 SPECS: dict[str, tuple[str, str, dict, str]] = {
-    "tiny-bert": ("BertConfig", "BertModel", dict(
-        vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=128, max_position_embeddings=128), "cold build, tiny"),
-    "llama-1g": ("LlamaConfig", "LlamaForCausalLM", dict(
-        vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=16,
-        num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
-        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), "cold build, ~1 GB fp32"),
-    "gpt2-fwd": ("GPT2Config", "GPT2LMHeadModel", dict(
-        vocab_size=50257, n_embd=768, n_layer=6, n_head=12, n_positions=1024), "forward + generation"),
-    "llama-fwd": ("LlamaConfig", "LlamaForCausalLM", dict(
-        vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
-        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2), "forward + generation"),
+    "tiny-bert": (
+        "BertConfig",
+        "BertModel",
+        dict(
+            vocab_size=1000,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            max_position_embeddings=128,
+        ),
+        "cold build, tiny",
+    ),
+    "llama-1g": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(
+            vocab_size=32000,
+            hidden_size=1024,
+            intermediate_size=2816,
+            num_hidden_layers=16,
+            num_attention_heads=16,
+            num_key_value_heads=16,
+            max_position_embeddings=2048,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        "cold build, ~1 GB fp32",
+    ),
+    "gpt2-fwd": (
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        dict(vocab_size=50257, n_embd=768, n_layer=6, n_head=12, n_positions=1024),
+        "forward + generation",
+    ),
+    "llama-fwd": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(
+            vocab_size=32000,
+            hidden_size=512,
+            intermediate_size=1376,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            max_position_embeddings=2048,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        "forward + generation",
+    ),
 }
 
 _DONE = ".bench-complete"

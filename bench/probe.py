@@ -6,6 +6,7 @@ interpreter's own start-up is the same for every side and is left out). Memory:
 ``rss_base`` is the resident set right after the imports (read from
 ``/proc/self/statm``), ``rss_peak`` is ``getrusage(RUSAGE_SELF).ru_maxrss`` at the end.
 """
+
 import time
 
 T0 = time.perf_counter()
@@ -34,6 +35,7 @@ def emit(**result) -> None:
 
 # --- start-up and registry -------------------------------------------------------
 
+
 def probe_import_factory(args: dict) -> None:
     import factory  # noqa: F401
 
@@ -46,8 +48,8 @@ def probe_table(args: dict) -> None:
     import factory
 
     t_import = time.perf_counter()
-    import factory.cache  # noqa: F401  the loader's own modules, imported on first use
-    import factory.loader  # noqa: F401
+    import factory.registry.cache
+    import factory.registry.loader
 
     t_modules = time.perf_counter()
     table = factory.load_registry()
@@ -55,10 +57,17 @@ def probe_table(args: dict) -> None:
     t = t_end - t_import
     cache_dir = os.environ.get("FACTORY_CACHE_DIR")
     cache_files = sum(len(files) for _, _, files in os.walk(cache_dir)) if cache_dir else 0
-    emit(seconds=t, import_seconds=t_import - T0, modules_seconds=t_modules - t_import,
-         table_seconds=t_end - t_modules, architectures=len(table.architectures),
-         registrations=len(table.registrations), checkpoints=len(table.checkpoints),
-         cache_files_after=cache_files, torch_imported="torch" in sys.modules)
+    emit(
+        seconds=t,
+        import_seconds=t_import - T0,
+        modules_seconds=t_modules - t_import,
+        table_seconds=t_end - t_modules,
+        architectures=len(table.architectures),
+        registrations=len(table.registrations),
+        checkpoints=len(table.checkpoints),
+        cache_files_after=cache_files,
+        torch_imported="torch" in sys.modules,
+    )
 
 
 def probe_transformers_auto(args: dict) -> None:
@@ -71,16 +80,22 @@ def probe_transformers_auto(args: dict) -> None:
             mods.append(__import__(f"transformers.models.auto.{extra}", fromlist=["x"]))
         except ImportError:
             pass
-    entries = sum(len(v) for m in mods for k, v in vars(m).items()
-                  if k.endswith("_MAPPING_NAMES") and isinstance(v, dict))
+    entries = sum(
+        len(v) for m in mods for k, v in vars(m).items() if k.endswith("_MAPPING_NAMES") and isinstance(v, dict)
+    )
     from transformers import AutoModel
 
     lazy = len(AutoModel._model_mapping)
-    emit(seconds=time.perf_counter() - T0, mapping_entries=entries, automodel_entries=lazy,
-         architectures=len(configuration_auto.CONFIG_MAPPING_NAMES))
+    emit(
+        seconds=time.perf_counter() - T0,
+        mapping_entries=entries,
+        automodel_entries=lazy,
+        architectures=len(configuration_auto.CONFIG_MAPPING_NAMES),
+    )
 
 
 # --- cold build --------------------------------------------------------------------
+
 
 def _touch(model) -> int:
     """Read one element per 4 KiB page of every parameter and buffer, so lazily mapped weights count."""
@@ -105,14 +120,23 @@ def _touch(model) -> int:
 def _finish_build(model, t_imports: float, rss_base: int, t_built: float) -> None:
     weight_bytes = _touch(model)
     t_end = time.perf_counter()
-    emit(import_seconds=t_imports - T0, build_seconds=t_built - t_imports, touch_seconds=t_end - t_built,
-         total_seconds=t_end - T0, rss_base=rss_base, rss_peak=rss_peak(), weight_bytes=weight_bytes,
-         model_class=type(model).__name__, dtype=str(next(model.parameters()).dtype))
+    emit(
+        import_seconds=t_imports - T0,
+        build_seconds=t_built - t_imports,
+        touch_seconds=t_end - t_built,
+        total_seconds=t_end - T0,
+        rss_base=rss_base,
+        rss_peak=rss_peak(),
+        weight_bytes=weight_bytes,
+        model_class=type(model).__name__,
+        dtype=str(next(model.parameters()).dtype),
+    )
 
 
 def probe_build_factory(args: dict) -> None:
-    import factory  # noqa: F401
     import torch
+
+    import factory
 
     t_imports, base = time.perf_counter(), rss_now()
     model = factory.build(args["task"], args["name"], dtype=torch.float32)
@@ -138,8 +162,11 @@ class _SkipInit:
     def __enter__(self):
         import torch.nn.init as init
 
-        self.saved = {n: getattr(init, n) for n in dir(init)
-                      if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))}
+        self.saved = {
+            n: getattr(init, n)
+            for n in dir(init)
+            if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))
+        }
         for name in self.saved:
             setattr(init, name, lambda tensor, *a, **k: tensor)
 
@@ -178,6 +205,7 @@ def probe_build_floor(args: dict) -> None:
 
 # --- forward and generation ------------------------------------------------------------
 
+
 def _median(values: list[float]) -> float:
     values = sorted(values)
     n = len(values)
@@ -201,7 +229,7 @@ def probe_forward(args: dict) -> None:
     ids = torch.randint(3, vocab, (batch, seq), generator=gen)
     mask = torch.ones(batch, seq, dtype=torch.long)
     if args.get("pad_rows"):
-        mask[-args["pad_rows"]:, seq // 2:] = 0
+        mask[-args["pad_rows"] :, seq // 2 :] = 0
     inputs = {"input_ids": ids, "attention_mask": mask}
     if args["kind"] == "encoder":
         inputs["token_type_ids"] = torch.zeros_like(ids)
@@ -224,9 +252,13 @@ def probe_forward(args: dict) -> None:
                 t = time.perf_counter()
                 models[side](**inputs)
                 times[side].append(time.perf_counter() - t)
-    result = {"forward": {side: _median(v) for side, v in times.items()}, "max_abs_diff": diff,
-              "input": [batch, seq], "threads": torch.get_num_threads(),
-              "params": sum(p.numel() for p in native.parameters())}
+    result = {
+        "forward": {side: _median(v) for side, v in times.items()},
+        "max_abs_diff": diff,
+        "input": [batch, seq],
+        "threads": torch.get_num_threads(),
+        "params": sum(p.numel() for p in native.parameters()),
+    }
 
     if args.get("generate"):
         prompt = torch.randint(3, vocab, (1, args["prompt"]), generator=gen)
@@ -237,13 +269,14 @@ def probe_forward(args: dict) -> None:
         def run(side):
             if side == "factory":
                 return native.generate(prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False)
-            return reference.generate(prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False,
-                                      eos_token_id=eos, pad_token_id=eos)
+            return reference.generate(
+                prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False, eos_token_id=eos, pad_token_id=eos
+            )
 
         gtimes: dict[str, list[float]] = {"factory": [], "transformers": []}
         seqs = {side: run(side) for side in models}  # warm-up
         for i in range(args["gen_repeats"]):
-            for side in (list(models) if i % 2 == 0 else list(models)[::-1]):
+            for side in list(models) if i % 2 == 0 else list(models)[::-1]:
                 t = time.perf_counter()
                 seqs[side] = run(side)
                 gtimes[side].append(time.perf_counter() - t)

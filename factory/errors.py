@@ -4,6 +4,7 @@ Each error says what was wanted, what was found, where (``file:line`` or a
 checkpoint path) and what to do next. Structured fields stay available to
 programs (``err.file``, ``err.line``, ``err.hint``, ...).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -139,6 +140,14 @@ class IntegrityError(CheckpointError):
 
 class PickleRefusedError(CheckpointError):
     """A pickle weights file was found and allow_pickle is False."""
+
+
+class TokenizerError(FactoryError, ValueError):
+    """A tokenizer was called with arguments it cannot honour (padding without a pad token, ...)."""
+
+
+class TokenizerFileError(CheckpointError):
+    """A tokenizer file is missing, malformed or unusable."""
 
 
 class HubError(FactoryError):

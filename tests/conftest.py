@@ -1,8 +1,9 @@
-"""Shared registry fixtures (no torch here: model tests keep their own conftest).
+"""Shared registry fixtures (no torch here).
 
-Test modules must not ``from conftest import ...``: tests/models/conftest.py is also
-imported as ``conftest``. Helpers are fixtures (``arch_yaml``) or methods of ``reg_env``.
+Helpers are fixtures (``arch_yaml``, ``reg_env``); helper modules live beside the tests
+that use them (``tests.build.hub_server``, ``tests.models.parity``).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, loader
+from factory.registry import loader, sources
 
 #: The real task table, copied into every isolated registry.
-TASKS_YAML = loader.builtin_dir() / "tasks.yaml"
+TASKS_YAML = sources.builtin_dir() / "tasks.yaml"
 
 
 def write(path: Path, text: str) -> Path:
@@ -49,8 +50,7 @@ class RegistryEnv:
             return [ep for ep in real_entry_points(**params) if ep.dist and ep.dist.name in self.plugins]
 
         monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
-        monkeypatch.setattr(loader, "builtin_dir", lambda: self.builtin)
-        monkeypatch.setattr(cli, "builtin_dir", lambda: self.builtin)
+        monkeypatch.setattr(sources, "builtin_dir", lambda: self.builtin)
         monkeypatch.setattr(loader, "_default", [])
         for var in ("FACTORY_REGISTRY_PATH", "FACTORY_DISABLE_PACKS", "FACTORY_CACHE_DIR"):
             monkeypatch.delenv(var, raising=False)
@@ -60,8 +60,9 @@ class RegistryEnv:
         """Write a YAML file below ``root`` (default: the built-in directory)."""
         return write((root or self.builtin) / relpath, text)
 
-    def plugin(self, dist: str, version: str, files: dict[str, str], *, module: str | None = None,
-               value: str | None = None) -> Path:
+    def plugin(
+        self, dist: str, version: str, files: dict[str, str], *, module: str | None = None, value: str | None = None
+    ) -> Path:
         """Install a fake distribution whose ``factory.registry`` entry point is ``value``
         (default ``<module>:registry.d``); ``files`` go below ``<module>/registry.d``."""
         module = module or dist.replace("-", "_")
@@ -74,7 +75,8 @@ class RegistryEnv:
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text(
-            f"[{loader.ENTRY_POINT_GROUP}]\n{module} = {value or module + ':registry.d'}\n")
+            f"[{sources.ENTRY_POINT_GROUP}]\n{module} = {value or module + ':registry.d'}\n"
+        )
         self._mp.syspath_prepend(str(site))
         self.plugins.add(dist)
         return site / module / "registry.d"

@@ -6,6 +6,7 @@ factory-registry requires (transitively, extras excluded) in this environment, s
 pip sees them installed and torch is not importable there. The example plugin is
 built and installed the same way, then found through its entry point.
 """
+
 from __future__ import annotations
 
 import importlib.metadata as md
@@ -22,7 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import factory
-from factory import loader
+from factory.registry import sources
 
 REPO = Path(factory.__file__).resolve().parent.parent
 PLUGIN = REPO / "examples" / "factory-example-plugin"
@@ -30,8 +31,9 @@ DIST = "factory-registry"
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(
-        "__pycache__", "*.pyc", "build", "dist", "*.egg-info"))
+    shutil.copytree(
+        src, dst, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "dist", "*.egg-info")
+    )
 
 
 def _build_wheel(source: Path, outdir: Path) -> Path:
@@ -79,8 +81,12 @@ class FreshEnv:
         self.bin = self.venv / "bin"
         self.cwd = root / "elsewhere"  # outside the repository
         self.cwd.mkdir()
-        self.env = {"PATH": f"{self.bin}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(root),
-                    "FACTORY_CACHE_DIR": str(root / "cache"), "LC_ALL": "C.UTF-8"}
+        self.env = {
+            "PATH": f"{self.bin}{os.pathsep}/usr/bin{os.pathsep}/bin",
+            "HOME": str(root),
+            "FACTORY_CACHE_DIR": str(root / "cache"),
+            "LC_ALL": "C.UTF-8",
+        }
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=self.cwd)
@@ -89,8 +95,19 @@ class FreshEnv:
         return proc
 
     def pip_install(self, *wheels: Path, deps: bool = True) -> None:
-        cmd = [sys.executable, "-m", "pip", "--python", str(self.bin / "python"), "install", "--no-index",
-               "--disable-pip-version-check", "--no-input", *(() if deps else ("--no-deps",)), *map(str, wheels)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(self.bin / "python"),
+            "install",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--no-input",
+            *(() if deps else ("--no-deps",)),
+            *map(str, wheels),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.cwd)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -112,8 +129,12 @@ def fresh(tmp_path_factory) -> FreshEnv:
     linked = _link_dependencies(root / "deps")
     assert "yaml" in linked and "jsonschema" in linked
     assert not {"torch", "transformers"} & set(linked)
-    purelib = subprocess.run([str(env.bin / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(env.bin / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "_factory_test_deps.pth").write_text(f"{root / 'deps'}\n")
     env.pip_install(wheel)  # dependencies are checked (and found), nothing is downloaded
     env.wheel = wheel
@@ -124,22 +145,33 @@ def test_wheel_contents(fresh):
     import zipfile
 
     names = set(zipfile.ZipFile(fresh.wheel).namelist())
-    for name in ("factory/__init__.py", "factory/cli.py", "factory/py.typed",
-                 "factory/_data/registry.d/tasks.yaml",
-                 "factory/_data/schemas/tasks.schema.json", "factory/_data/schemas/architecture.schema.json",
-                 "factory/_data/schemas/checkpoints.schema.json"):
+    for name in (
+        "factory/__init__.py",
+        "factory/cli/main.py",
+        "factory/py.typed",
+        "factory/components/tokenizer_classes.json",
+        "factory/_data/registry.d/tasks.yaml",
+        "factory/_data/schemas/tasks.schema.json",
+        "factory/_data/schemas/architecture.schema.json",
+        "factory/_data/schemas/checkpoints.schema.json",
+    ):
         assert name in names, name
     shipped = {n.removeprefix("factory/_data/registry.d/") for n in names if n.startswith("factory/_data/registry.d/")}
-    here = {p.relative_to(loader.builtin_dir()).as_posix() for p in loader.builtin_dir().rglob("*")
-            if p.suffix in (".yaml", ".yml")}
+    here = {
+        p.relative_to(sources.builtin_dir()).as_posix()
+        for p in sources.builtin_dir().rglob("*")
+        if p.suffix in (".yaml", ".yml")
+    }
     assert here <= shipped
     assert not [n for n in names if n.startswith(("tests/", "examples/"))]
 
 
 def test_installed_wheel_finds_its_registry_and_schemas(fresh):
-    code = ("import factory, factory.loader as l, factory.schemas as s, sys;"
-            "print(factory.__file__); print(l.builtin_dir()); print(s.schema_path('architecture'));"
-            "print('torch' in sys.modules)")
+    code = (
+        "import factory, factory.registry.sources as l, factory.registry.schemas as s, sys;"
+        "print(factory.__file__); print(l.builtin_dir()); print(s.schema_path('architecture'));"
+        "print('torch' in sys.modules)"
+    )
     out = fresh.run(str(fresh.bin / "python"), "-c", code).stdout.split()
     site = str(fresh.venv)
     assert all(line.startswith(site) for line in out[:3]), out
@@ -148,12 +180,13 @@ def test_installed_wheel_finds_its_registry_and_schemas(fresh):
     assert proc.returncode == 1 and "No module named 'torch'" in proc.stderr
 
     proc = fresh.run(str(fresh.bin / "factory"), "validate")
-    n = len([p for p in loader.builtin_dir().rglob("*") if p.suffix in (".yaml", ".yml")])
+    n = len([p for p in sources.builtin_dir().rglob("*") if p.suffix in (".yaml", ".yml")])
     assert proc.stderr.strip().endswith(f"{n} file(s) checked: ok")
 
     proc = fresh.run(str(fresh.bin / "factory"), "tasks", "--format", "json")
     assert {"causal-lm", "masked-lm", "config", "tokenizer", "time-series-prediction"} <= {
-        row["task"] for row in json.loads(proc.stdout)}
+        row["task"] for row in json.loads(proc.stdout)
+    }
     proc = fresh.run(str(fresh.bin / "factory"), "list", "--format", "json")
     rows = json.loads(proc.stdout)
     assert all(row["source"] == "builtin" and "site-packages" in row["defined_at"] for row in rows)
@@ -181,13 +214,18 @@ def test_example_plugin_is_picked_up_once_installed(fresh):
     header, *rows = proc.stdout.splitlines()
     assert [r.split()[:3] for r in rows] == [
         ["config", "toy-mlp", "factory_example_plugin.configuration:ToyMLPConfig"],
-        ["model", "toy-mlp", "factory_example_plugin.modeling:ToyMLPModel"]]
+        ["model", "toy-mlp", "factory_example_plugin.modeling:ToyMLPModel"],
+    ]
     assert all("plugin (factory-example-plugin 0.1.0)" in r for r in rows)
 
     proc = fresh.run(str(fresh.bin / "factory"), "list", "--arch", "toy-mlp", "--format", "json")
     [row] = json.loads(proc.stdout)
     assert (row["task"], row["source"], row["distribution"], row["version"]) == (
-        "model", "plugin", "factory-example-plugin", "0.1.0")
+        "model",
+        "plugin",
+        "factory-example-plugin",
+        "0.1.0",
+    )
     assert row["defined_at"].endswith("site-packages/factory_example_plugin/registry.d/toy.yaml:10")
 
     proc = fresh.run(str(fresh.bin / "factory"), "show", "toy-mlp")
@@ -198,17 +236,19 @@ def test_example_plugin_is_picked_up_once_installed(fresh):
 
 def test_example_plugin_classes_pass_the_import_checks(tmp_path, monkeypatch):
     """In this environment (with torch): the plugin's targets import and follow the seed page's rules."""
-    from factory.imports import check_imports
+    from factory.review.lint import check_imports
 
     monkeypatch.syspath_prepend(str(PLUGIN))
     monkeypatch.setenv("FACTORY_NO_CACHE", "1")
-    table = factory.load_registry([loader.builtin_dir() / "tasks.yaml", PLUGIN / "factory_example_plugin" / "registry.d"],
-                                  include_builtin=False, include_plugins=False)
+    table = factory.load_registry(
+        [sources.builtin_dir() / "tasks.yaml", PLUGIN / "factory_example_plugin" / "registry.d"],
+        include_builtin=False,
+        include_plugins=False,
+    )
     assert sorted(table.registrations) == [("config", "toy-mlp"), ("model", "toy-mlp")]
     assert check_imports(table) == []
 
     import torch
-
     from factory_example_plugin.configuration import ToyMLPConfig
     from factory_example_plugin.modeling import ToyMLPModel
 

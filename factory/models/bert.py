@@ -18,18 +18,19 @@ Classes (task -> class):
     question-answering        BertForQuestionAnswering
     text-encoding             BertForTextEncoding (the trunk, as AutoModelForTextEncoding)
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.configuration import Config
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
-from factory.outputs import (
+from factory.models.configuration import Config
+from factory.models.outputs import (
     BaseModelOutput,
     MaskedLMOutput,
     MultipleChoiceOutput,
@@ -369,8 +370,10 @@ class BertPreTrainedModel(nn.Module):
         elif isinstance(module, BertLMPredictionHead):
             module.bias.zero_()
             # ``apply`` visits the decoder after the embeddings: keep the tied padding row zero.
-            if module.decoder.weight is self.tied_source("cls.predictions.decoder.weight") and \
-                    self.config.pad_token_id is not None:
+            if (
+                module.decoder.weight is self.tied_source("cls.predictions.decoder.weight")
+                and self.config.pad_token_id is not None
+            ):
                 module.decoder.weight[self.config.pad_token_id].zero_()
 
 
@@ -502,9 +505,13 @@ class BertForPreTraining(_TiedLMHeadMixin, BertPreTrainedModel):
                 hint="pass both, or use BertForMaskedLM / BertForNextSentencePrediction for one loss",
             )
         out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         prediction_logits = self.cls.predictions(out.last_hidden_state)
         seq_relationship_logits = self.cls.seq_relationship(out.pooler_output)
@@ -546,9 +553,13 @@ class BertForMaskedLM(_TiedLMHeadMixin, BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         logits = self.cls(out.last_hidden_state)
         loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
@@ -575,9 +586,13 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> NextSentencePredictorOutput:
         out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         logits = self.cls(out.pooler_output)
         loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
@@ -608,9 +623,13 @@ class BertForSequenceClassification(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> SequenceClassifierOutput:
         out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
@@ -653,13 +672,19 @@ class BertForMultipleChoice(BertPreTrainedModel):
             return None if t is None else t.reshape(-1, *t.shape[2:])
 
         out = self.bert(
-            input_ids=flat(input_ids), attention_mask=flat(attention_mask), token_type_ids=flat(token_type_ids),
-            position_ids=flat(position_ids), inputs_embeds=flat(inputs_embeds),
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=flat(input_ids),
+            attention_mask=flat(attention_mask),
+            token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids),
+            inputs_embeds=flat(inputs_embeds),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
         loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return MultipleChoiceOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return MultipleChoiceOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 class BertForTokenClassification(BertPreTrainedModel):
@@ -684,13 +709,19 @@ class BertForTokenClassification(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> TokenClassifierOutput:
         out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
@@ -720,9 +751,13 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> QuestionAnsweringOutput:
         out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
         return QuestionAnsweringOutput(
@@ -736,13 +771,13 @@ class BertForQuestionAnswering(BertPreTrainedModel):
 
 __all__ = [
     "BertConfig",
-    "BertModel",
-    "BertForTextEncoding",
-    "BertForPreTraining",
     "BertForMaskedLM",
-    "BertForNextSentencePrediction",
-    "BertForSequenceClassification",
     "BertForMultipleChoice",
-    "BertForTokenClassification",
+    "BertForNextSentencePrediction",
+    "BertForPreTraining",
     "BertForQuestionAnswering",
+    "BertForSequenceClassification",
+    "BertForTextEncoding",
+    "BertForTokenClassification",
+    "BertModel",
 ]

@@ -4,8 +4,9 @@ Parameter names and shapes follow transformers' GPT-2 exactly, including the
 ``Conv1D`` layout (``transformer.h.0.attn.c_attn.weight`` is ``[in, out]``).
 Attention runs through ``scaled_dot_product_attention`` with a causal mask
 plus the padding mask; with past keys/values it extends a KV cache laid out as
-``factory.generation`` expects.
+``factory.models.generation`` expects.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.configuration import Config
 from factory.errors import ConfigError, ModelInputError
-from factory.generation import GenerationMixin
 from factory.models import heads
-from factory.outputs import (
+from factory.models.configuration import Config
+from factory.models.generation import GenerationMixin
+from factory.models.outputs import (
     BaseModelOutput,
     CausalLMOutput,
     QuestionAnsweringOutput,

@@ -4,14 +4,15 @@ The head layers themselves (and so their checkpoint names) stay in each family's
 module; these functions only turn their outputs into predictions and losses.
 Cross-entropy over labels ignores ``-100`` entries.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.configuration import Config
 from factory.errors import ConfigError, ModelInputError
+from factory.models.configuration import Config
 
 
 class PadTokenError(ConfigError, ModelInputError):

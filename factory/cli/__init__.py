@@ -1,0 +1,1 @@
+"""The ``factory`` command line (``factory.cli.main``): one module per verb group."""

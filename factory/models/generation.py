@@ -1,0 +1,202 @@
+"""Text generation for native causal language models.
+
+Every native ``causal-lm`` class mixes in :class:`GenerationMixin`. The mixin
+relies on one contract with the model's ``forward``::
+
+    out = model(input_ids, attention_mask=None, position_ids=None,
+                past_key_values=None, use_cache=False)
+    out.logits            # [batch, seq, vocab]
+    out.past_key_values   # tuple over layers of (key, value), each
+                          # [batch, kv_heads, past + seq, head_dim] (keys after rotary)
+
+Decoding follows transformers' ``generate``: left-padded batches get position
+ids from the attention mask's cumulative sum, rows that emitted an EOS token
+are filled with ``pad_token_id`` afterwards, and generation stops early once
+every row has finished. Sampling applies temperature, top-k and top-p in that
+order, exactly like transformers' logits warpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from factory.errors import ModelInputError
+
+
+class GenerationError(ModelInputError):
+    """Invalid arguments to ``generate``."""
+
+
+def _token_ids(value: int | Sequence[int] | None, name: str) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise GenerationError(f"{name} must be an int or a list of ints, got {value!r}")
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, torch.Tensor):
+        value = value.flatten().tolist()
+    try:
+        ids = [int(v) for v in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise GenerationError(f"{name} must be an int or a list of ints, got {value!r}") from None
+    return ids or None
+
+
+def warp_logits(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
+    """Temperature, then top-k, then top-p filtering of ``[batch, vocab]`` scores.
+
+    Filtered entries become ``-inf``; at least one token always survives.
+    Same arithmetic as transformers' Temperature/TopK/TopP logits warpers.
+    """
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k is not None and top_k != 0:
+        k = min(top_k, logits.size(-1))
+        threshold = torch.topk(logits, k).values[..., -1, None]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(logits, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - top_p)
+        remove[..., -1:] = False
+        remove = remove.scatter(1, sorted_indices, remove)
+        logits = logits.masked_fill(remove, float("-inf"))
+    return logits
+
+
+def _check_arguments(
+    input_ids: Any,
+    attention_mask: Any,
+    max_new_tokens: Any,
+    do_sample: bool,
+    temperature: Any,
+    top_k: Any,
+    top_p: Any,
+) -> None:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+        found = (
+            f"a {input_ids.dim()}-d {input_ids.dtype} tensor"
+            if isinstance(input_ids, torch.Tensor)
+            else type(input_ids).__name__
+        )
+        raise GenerationError(
+            f"generate() wants input_ids as an integer tensor of shape [batch, seq], got {found}",
+            hint="wrap a single prompt as input_ids[None] (or tokenizer(..., return_tensors='pt'))",
+        )
+    if input_ids.shape[1] == 0:
+        raise GenerationError("generate() got an empty prompt (input_ids has 0 tokens)", hint="pass at least one token")
+    if attention_mask is not None and (
+        not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(input_ids.shape)
+    ):
+        found = (
+            tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        )
+        raise GenerationError(
+            f"attention_mask must be a tensor shaped like input_ids {tuple(input_ids.shape)}, got {found}",
+            hint="pass the attention_mask the tokenizer returned with these input_ids",
+        )
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise GenerationError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not do_sample:
+        return
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise GenerationError(
+            f"temperature must be a number > 0 when do_sample=True, got {temperature!r}",
+            hint="for greedy decoding use do_sample=False",
+        )
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise GenerationError(f"top_k must be a positive int (or None/0 for no top-k filter), got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0):
+        raise GenerationError(f"top_p must be a number in (0, 1], got {top_p!r}")
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    max_new_tokens: int = 20,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.LongTensor:
+    """Generate up to ``max_new_tokens`` tokens after each (left-padded) prompt of ``model``.
+
+    Greedy by default; ``do_sample=True`` samples after temperature/top-k/top-p
+    warping, drawing from ``generator`` when given. ``eos_token_id`` (int or
+    list) and ``pad_token_id`` default to ``model.config``'s; when there is no
+    pad id the first EOS id pads. Rows that emitted EOS are padded and the loop
+    stops once all rows have. Returns ``[batch, prompt + new]`` token ids.
+    """
+    _check_arguments(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
+    config = getattr(model, "config", None)
+    eos = _token_ids(
+        eos_token_id if eos_token_id is not None else getattr(config, "eos_token_id", None), "eos_token_id"
+    )
+    if pad_token_id is None:
+        pad_token_id = getattr(config, "pad_token_id", None)
+    if pad_token_id is None and eos is not None:
+        pad_token_id = eos[0]  # transformers does the same
+    if pad_token_id is not None and (isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int)):
+        raise GenerationError(f"pad_token_id must be an int, got {pad_token_id!r}")
+
+    input_ids = input_ids.long()
+    device = input_ids.device
+    eos_tensor = torch.tensor(eos, device=device) if eos is not None else None
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+        # Infer padding like transformers: only when pad is used and cannot be confused with EOS.
+        if pad_token_id is not None and (eos is None or pad_token_id not in eos):
+            attention_mask = input_ids.ne(pad_token_id).long()
+    attention_mask = attention_mask.to(device=device, dtype=torch.long)
+    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+
+    sequences = input_ids
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=device)
+    step_ids, step_positions, past = input_ids, position_ids, None
+    for _ in range(max_new_tokens):
+        out = model(
+            step_ids,
+            attention_mask=attention_mask,
+            position_ids=step_positions,
+            past_key_values=past,
+            use_cache=True,
+        )
+        past = out.past_key_values
+        logits = out.logits[:, -1, :].float()
+        if do_sample:
+            probs = warp_logits(logits, float(temperature), top_k, top_p).softmax(dim=-1)
+            next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+        else:
+            next_tokens = logits.argmax(dim=-1)
+        if eos_tensor is not None:
+            next_tokens = torch.where(unfinished, next_tokens, pad_token_id)
+            unfinished = unfinished & ~torch.isin(next_tokens, eos_tensor)
+        sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
+        if eos_tensor is not None and not bool(unfinished.any()):
+            break
+        step_ids = next_tokens[:, None]
+        step_positions = position_ids[:, -1:] + 1
+        position_ids = torch.cat([position_ids, step_positions], dim=-1)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=-1)
+    return sequences
+
+
+class GenerationMixin:
+    """Adds ``generate`` to a native causal-lm ``nn.Module`` (see the module docstring for the contract)."""
+
+    #: :func:`generate` as a method: the model is its first argument.
+    generate = generate

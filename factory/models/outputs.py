@@ -1,0 +1,106 @@
+"""Model outputs: small dataclasses readable as attributes and as keys.
+
+``out.logits`` and ``out["logits"]`` are the same tensor; fields left ``None``
+are skipped by ``keys()``/``to_tuple()`` as transformers users expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any
+
+Tensor = Any  # torch.Tensor; kept untyped so this module never imports torch
+
+
+class ModelOutput:
+    """Mixin for output dataclasses: mapping-style access to non-None fields."""
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, int):
+            return self.to_tuple()[key]
+        if key not in self.keys():
+            raise KeyError(f"{type(self).__name__} has no field {key!r}; fields set: {self.keys()}")
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+    def to_tuple(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.keys())
+
+
+@dataclass
+class BaseModelOutput(ModelOutput):
+    """Encoder/decoder trunk output."""
+
+    last_hidden_state: Tensor = None
+    pooler_output: Tensor | None = None
+    past_key_values: Any | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class CausalLMOutput(ModelOutput):
+    loss: Tensor | None = None
+    logits: Tensor = None
+    past_key_values: Any | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    loss: Tensor | None = None
+    logits: Tensor = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class PreTrainingOutput(ModelOutput):
+    loss: Tensor | None = None
+    prediction_logits: Tensor = None
+    seq_relationship_logits: Tensor | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class SequenceClassifierOutput(ModelOutput):
+    """Also used by next-sentence prediction, multiple choice and token classification."""
+
+    loss: Tensor | None = None
+    logits: Tensor = None
+    past_key_values: Any | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class QuestionAnsweringOutput(ModelOutput):
+    loss: Tensor | None = None
+    start_logits: Tensor = None
+    end_logits: Tensor = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+# Task-specific names transformers users know, sharing one shape.
+TokenClassifierOutput = SequenceClassifierOutput
+MultipleChoiceOutput = SequenceClassifierOutput
+NextSentencePredictorOutput = SequenceClassifierOutput

@@ -1,0 +1,1 @@
+"""Generators of registration packs (``factory pack transformers``)."""

@@ -1,0 +1,202 @@
+"""Merging candidate entries (in source order) into a :class:`~factory.registry.table.Table`.
+
+Deterministic, with the design's rules: two entries of one key conflict unless the later
+source overrides with a reason; an override of nothing is stale; a pack-layer registration
+yields to a native one; every winner keeps what it shadows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from factory.errors import (
+    AliasError,
+    ConflictError,
+    OverrideError,
+    RegistryError,
+    UnknownArchitectureError,
+    UnknownTaskError,
+)
+from factory.registry.table import (
+    SOURCE_ORDER,
+    Architecture,
+    Checkpoint,
+    FrozenDict,
+    Provenance,
+    Registration,
+    Table,
+    Task,
+    _did_you_mean,
+)
+
+
+@dataclass
+class Entry:
+    """A candidate entry before merging: what, where, and how it may replace others."""
+
+    key: Any
+    value: Any  # Task | Registration | Checkpoint
+    source_rank: int
+
+
+def _rank(prov: Provenance) -> int:
+    return SOURCE_ORDER.index(prov.source) if prov.source in SOURCE_ORDER else len(SOURCE_ORDER)
+
+
+def _merge_entries(entries: list[Any], what: str, errors: list[RegistryError]) -> dict:
+    """Merge entries (Task/Registration/Checkpoint) with the design's rules.
+
+    Entries arrive in source order. A later source replaces an entry only with an
+    explicit ``override`` reason; a pack-layer registration yields to a native one.
+    """
+    merged: dict[Any, Any] = {}
+    for entry in entries:
+        key = entry.name if isinstance(entry, (Task, Checkpoint)) else entry.key
+        label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
+        existing = merged.get(key)
+        override = entry.override
+        if existing is None:
+            if override:
+                errors.append(
+                    OverrideError(
+                        f"stale override: {what} {label!r} overrides nothing",
+                        file=entry.provenance.file,
+                        line=entry.provenance.line,
+                        hint="remove the override (and its reason) or the whole entry",
+                    )
+                )
+                continue
+            merged[key] = entry
+            continue
+        layers = (getattr(existing, "layer", "native"), getattr(entry, "layer", "native"))
+        if layers == ("pack", "native"):
+            merged[key] = _replace(entry, shadows=(existing, *existing.shadows))
+            continue
+        if layers == ("native", "pack"):
+            merged[key] = _replace(existing, shadows=(*existing.shadows, entry))
+            continue
+        later = _rank(entry.provenance) > _rank(existing.provenance)
+        if override and later:
+            merged[key] = _replace(entry, shadows=(existing, *existing.shadows))
+            continue
+        if override:
+            errors.append(
+                OverrideError(
+                    f"{what} {label!r} overrides an entry of the same source ({existing.provenance})",
+                    file=entry.provenance.file,
+                    line=entry.provenance.line,
+                    hint="an override must come from a later source (plugin, FACTORY_REGISTRY_PATH, paths=); "
+                    "within one source, keep one entry",
+                )
+            )
+            continue
+        errors.append(
+            ConflictError(
+                f"{what} {label!r} is defined twice: here and at {existing.provenance.file}:{existing.provenance.line}",
+                file=entry.provenance.file,
+                line=entry.provenance.line,
+                hint="remove one, or override it from a later source with `override: <reason>`",
+                first=str(existing.provenance),
+                second=str(entry.provenance),
+            )
+        )
+    return merged
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    return replace(obj, **changes)
+
+
+def merge(
+    tasks: list[Task],
+    registrations: list[Registration],
+    architectures: list[Architecture],
+    checkpoints: list[Checkpoint],
+    errors: list[RegistryError],
+    sources: tuple[str, ...] = (),
+) -> Table | None:
+    """Merge candidate entries (in source order) into a :class:`Table`.
+
+    Problems are appended to ``errors``; returns ``None`` when there were any.
+    """
+    task_map = _merge_entries(tasks, "task", errors)
+    _check_aliases(task_map, errors)
+    alias_map = {a: t.name for t in task_map.values() for a in t.aliases}
+
+    canonical: list[Registration] = []
+    for reg in registrations:
+        name = alias_map.get(reg.task, reg.task)
+        task = task_map.get(name)
+        if task is None:
+            hint = _did_you_mean(reg.task, [*task_map, *alias_map]) or "run `factory tasks` to list tasks"
+            errors.append(
+                UnknownTaskError(
+                    f"unknown task {reg.task!r} for architecture {reg.architecture!r}",
+                    file=reg.provenance.file,
+                    line=reg.provenance.line,
+                    hint=hint,
+                )
+            )
+            continue
+        canonical.append(_replace(reg, task=name) if name != reg.task else reg)
+    reg_map = _merge_entries(canonical, "registration", errors)
+
+    arch_map: dict[str, Architecture] = {}
+    for arch in architectures:
+        prior = arch_map.get(arch.name)
+        if prior is None:
+            arch_map[arch.name] = arch
+        else:
+            arch_map[arch.name] = Architecture(
+                name=arch.name,
+                summary=prior.summary or arch.summary,
+                files=prior.files + arch.files,
+                rules=prior.rules + arch.rules,
+                shares_targets_with=tuple(sorted({*prior.shares_targets_with, *arch.shares_targets_with})),
+                lint=FrozenDict({**arch.lint, **prior.lint}),
+            )
+    ckpt_map = _merge_entries(checkpoints, "checkpoint", errors)
+    for ckpt in ckpt_map.values():
+        if ckpt.architecture and ckpt.architecture not in arch_map:
+            errors.append(
+                UnknownArchitectureError(
+                    f"checkpoint {ckpt.name!r} names unknown architecture {ckpt.architecture!r}",
+                    file=ckpt.provenance.file,
+                    line=ckpt.provenance.line,
+                    hint=_did_you_mean(ckpt.architecture, arch_map) or None,
+                )
+            )
+    if errors:
+        return None
+    return Table(task_map, arch_map, reg_map, ckpt_map, sources)
+
+
+def _check_aliases(tasks: Mapping[str, Task], errors: list[RegistryError]) -> None:
+    owners: dict[str, Task] = {}
+    for task in tasks.values():
+        for alias in task.aliases:
+            if alias in tasks:
+                errors.append(
+                    AliasError(
+                        f"alias {alias!r} of task {task.name!r} is itself a task name",
+                        file=task.provenance.file,
+                        line=task.provenance.line,
+                        hint="an alias must name one task only; remove it",
+                    )
+                )
+            elif alias in owners:
+                other = owners[alias]
+                errors.append(
+                    AliasError(
+                        f"ambiguous alias {alias!r}: tasks {other.name!r} "
+                        f"({other.provenance.file}:{other.provenance.line}) "
+                        f"and {task.name!r} both claim it",
+                        file=task.provenance.file,
+                        line=task.provenance.line,
+                        hint="an alias must name one task only; remove it from one of them",
+                    )
+                )
+            else:
+                owners[alias] = task

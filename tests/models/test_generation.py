@@ -1,0 +1,215 @@
+"""Generation with the KV cache, checked against transformers' ``generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from factory.models.generation import GenerationError, generate, warp_logits
+from factory.models.gpt2 import GPT2Config, GPT2LMHeadModel
+
+VOCAB = 99
+PAD = 0
+NEW = 12
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """(transformers GPT-2 LM, native copy). No EOS in the config, so nothing stops unless asked."""
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB, bos_token_id=1, eos_token_id=None, pad_token_id=PAD
+    )
+    ref = transformers.GPT2LMHeadModel(config).eval()
+    model = GPT2LMHeadModel(GPT2Config.from_dict(config.to_dict()))
+    model.load_state_dict(ref.state_dict())
+    return ref, model.eval()
+
+
+@pytest.fixture
+def batch():
+    """Three prompts of lengths 7, 4 and 1, left-padded with PAD."""
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, VOCAB, (3, 7), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    mask[2, :6] = 0
+    return ids.masked_fill(mask == 0, PAD), mask
+
+
+def _hf_greedy(ref, ids, mask=None, **kwargs):
+    return ref.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False, pad_token_id=PAD, **kwargs)
+
+
+def test_greedy_single_prompt_matches_transformers(pair, batch):
+    ref, model = pair
+    ids = batch[0][:1]
+    expected = _hf_greedy(ref, ids, torch.ones_like(ids))
+    out = model.generate(ids, max_new_tokens=NEW)
+    assert out.dtype == torch.long and out.shape == (1, 7 + NEW)
+    assert torch.equal(out, expected)
+
+
+def test_greedy_left_padded_batch_matches_transformers(pair, batch):
+    ref, model = pair
+    ids, mask = batch
+    expected = _hf_greedy(ref, ids, mask)
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=NEW), expected)
+    # Without a mask the padding is inferred from pad_token_id, as transformers does.
+    assert torch.equal(model.generate(ids, max_new_tokens=NEW), expected)
+    # Each row equals its unpadded prompt generated alone.
+    for row, length in enumerate([7, 4, 1]):
+        alone = model.generate(ids[row : row + 1, 7 - length :], max_new_tokens=NEW)
+        assert torch.equal(alone[0], expected[row, 7 - length :])
+
+
+def _emitted_token(model, ids, mask, row, step):
+    return int(model.generate(ids, attention_mask=mask, max_new_tokens=NEW)[row, ids.shape[1] + step])
+
+
+def test_eos_stops_each_row_like_transformers(pair, batch):
+    ref, model = pair
+    ids, mask = batch
+    eos = _emitted_token(model, ids, mask, row=0, step=2)
+    expected = _hf_greedy(ref, ids, mask, eos_token_id=eos)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=PAD)
+    assert torch.equal(out, expected)
+    generated = out[0, 7:]
+    first = int((generated == eos).nonzero()[0])
+    assert first <= 2 and torch.all(generated[first + 1 :] == PAD)
+
+
+def test_eos_list_and_early_stop_of_whole_batch(pair, batch):
+    ref, model = pair
+    ids, mask = batch
+    full = model.generate(ids, attention_mask=mask, max_new_tokens=NEW)
+    eos = sorted({int(full[r, 7 + 1]) for r in range(3)})  # every row emits one of these by step 1
+    expected = _hf_greedy(ref, ids, mask, eos_token_id=eos)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=PAD)
+    assert torch.equal(out, expected)
+    assert out.shape[1] < 7 + NEW  # stopped once all rows finished
+
+
+def test_eos_and_pad_default_to_config(pair, batch, monkeypatch):
+    _, model = pair
+    ids, mask = batch
+    eos = _emitted_token(model, ids, mask, row=0, step=1)
+    explicit = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=[eos], pad_token_id=PAD)
+    monkeypatch.setattr(model.config, "eos_token_id", [eos])
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=NEW), explicit)
+    # No pad id anywhere: the first EOS id pads finished rows.
+    monkeypatch.setattr(model.config, "pad_token_id", None)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=NEW)
+    generated = out[0, 7:]
+    first = int((generated == eos).nonzero()[0])
+    assert torch.all(generated[first:] == eos)
+
+
+def test_kv_cache_decoding_equals_full_recompute(pair, batch):
+    _, model = pair
+    ids, mask = batch
+    cached = model.generate(ids, attention_mask=mask, max_new_tokens=NEW)
+    seq, full_mask = ids, mask
+    with torch.no_grad():
+        for _ in range(NEW):
+            positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(seq, attention_mask=full_mask, position_ids=positions).logits[:, -1]
+            seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=-1)
+            full_mask = torch.cat([full_mask, torch.ones_like(full_mask[:, :1])], dim=-1)
+    assert torch.equal(cached, seq)
+
+
+def test_cached_step_logits_equal_full_forward(pair, batch):
+    _, model = pair
+    ids, mask = batch
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        prefix = model(ids[:, :-2], attention_mask=mask[:, :-2], position_ids=positions[:, :-2], use_cache=True)
+        step = model(ids[:, -2:], attention_mask=mask, position_ids=positions[:, -2:], past_key_values=prefix.past_key_values,
+                     use_cache=True)  # fmt: skip
+        full = model(ids, attention_mask=mask, position_ids=positions)
+    torch.testing.assert_close(step.logits, full.logits[:, -2:], atol=1e-5, rtol=0)
+    assert len(step.past_key_values) == 2
+    key, value = step.past_key_values[0]
+    assert key.shape == value.shape == (3, 4, 7, 8)  # [batch, heads, seq, head_dim]
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator(pair, batch):
+    _, model = pair
+    ids, mask = batch
+
+    def sample(seed):
+        return model.generate(
+            ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, temperature=1.5, top_k=20, top_p=0.9,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+
+    first = sample(7)
+    assert torch.equal(first, sample(7))
+    assert not torch.equal(first, sample(8))
+    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=NEW)
+    top1 = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, top_k=1,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert torch.equal(top1, greedy)
+
+
+def test_sampling_matches_transformers_under_the_same_seed(pair, batch):
+    ref, model = pair
+    ids, mask = batch
+    kwargs = dict(max_new_tokens=NEW, do_sample=True, temperature=0.8, top_k=30, top_p=0.95, pad_token_id=PAD)
+    torch.manual_seed(11)
+    expected = ref.generate(ids, attention_mask=mask, **kwargs)
+    torch.manual_seed(11)
+    assert torch.equal(model.generate(ids, attention_mask=mask, **kwargs), expected)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_k", "top_p"), [(0.7, None, None), (1.0, 5, None), (1.0, None, 0.8), (1.3, 10, 0.5)]
+)
+def test_warp_logits_matches_transformers_warpers(temperature, top_k, top_p):
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    scores = torch.randn(4, VOCAB)
+    expected = scores
+    if temperature != 1.0:
+        expected = TemperatureLogitsWarper(temperature)(None, expected)
+    if top_k is not None:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p is not None:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    torch.testing.assert_close(warp_logits(scores, temperature, top_k, top_p), expected)
+
+
+def test_zero_new_tokens_returns_the_prompt(pair, batch):
+    _, model = pair
+    ids, mask = batch
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=0), ids)
+    assert torch.equal(generate(model, ids, attention_mask=mask, max_new_tokens=0), ids)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"input_ids": torch.tensor([5, 6])}, r"shape \[batch, seq\], got a 1-d"),
+        ({"input_ids": torch.zeros(1, 3)}, "integer tensor"),
+        ({"input_ids": torch.zeros(1, 0, dtype=torch.long)}, "empty prompt"),
+        ({"attention_mask": torch.ones(1, 2)}, r"shaped like input_ids \(1, 3\), got \(1, 2\)"),
+        ({"max_new_tokens": -1}, "max_new_tokens must be an int >= 0, got -1"),
+        ({"do_sample": True, "temperature": 0.0}, "temperature must be a number > 0"),
+        ({"do_sample": True, "top_k": -2}, "top_k must be a positive int"),
+        ({"do_sample": True, "top_p": 1.5}, r"top_p must be a number in \(0, 1\], got 1.5"),
+        ({"eos_token_id": "eos"}, "eos_token_id must be an int or a list of ints, got 'eos'"),
+        ({"pad_token_id": 1.5}, "pad_token_id must be an int, got 1.5"),
+    ],
+)
+def test_bad_arguments(pair, kwargs, match):
+    _, model = pair
+    kwargs = {"input_ids": torch.tensor([[5, 6, 7]]), **kwargs}
+    with pytest.raises(GenerationError, match=match):
+        model.generate(**kwargs)

@@ -1,0 +1,184 @@
+"""factory.yamlio: safe YAML with positions; every bad input is a YAMLSyntaxError with file:line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from factory.errors import FactoryError, RegistryError, YAMLSyntaxError
+from factory.registry.yamlio import MAX_DEPTH, NODE_BUDGET, load_document, parse_text
+
+GOOD = """\
+# a comment
+schema_version: 1
+kind: architecture
+architecture: toy
+tasks:
+  model: pkg.mod:Model
+  causal-lm:
+    target: pkg.mod:LM
+rules:
+  - when: {has_key: layer_types}
+    dispatch_as: other
+"""
+
+
+def load(tmp_path: Path, text: str | bytes, name: str = "doc.yaml"):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return load_document(path), path
+
+
+def raises_at(tmp_path: Path, text: str | bytes, line: int, *words: str) -> YAMLSyntaxError:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(YAMLSyntaxError) as info:
+        load_document(path)
+    err = info.value
+    assert err.file == str(path)
+    assert err.line == line
+    assert str(err).startswith(f"{path}:{line}")
+    for word in words:
+        assert word in err.message
+    return err
+
+
+def test_values_and_positions(tmp_path):
+    doc, path = load(tmp_path, GOOD)
+    assert doc.path == path
+    assert doc.data["tasks"] == {"model": "pkg.mod:Model", "causal-lm": {"target": "pkg.mod:LM"}}
+    assert doc.data["rules"][0]["when"] == {"has_key": "layer_types"}
+    assert doc.where(("kind",)) == (3, 1)
+    assert doc.line("tasks", "model") == 6
+    assert doc.where(("tasks", "causal-lm", "target")) == (8, 5)
+    assert doc.line("rules", 0) == 10
+    assert doc.where(("rules", 0, "dispatch_as")) == (11, 5)
+    # an unknown path falls back to its nearest known parent
+    assert doc.line("tasks", "causal-lm", "nope", 3) == 7
+    assert doc.where(("nothing",)) == doc.where(()) == (2, 1)  # the root mapping, after the comment
+
+
+def test_plain_scalars_and_aliases_within_budget(tmp_path):
+    doc, _ = load(tmp_path, "a: &x [1, 2.5, true, null, '007']\nb: *x\nwhen: 2024-01-02\n")
+    assert doc.data["a"] == [1, 2.5, True, None, "007"]
+    assert doc.data["b"] == doc.data["a"]
+    assert doc.data["when"] == "2024-01-02"  # timestamps stay text: JSON Schema speaks strings
+
+
+def test_bom_is_accepted(tmp_path):
+    doc, _ = load(tmp_path, b"\xef\xbb\xbfkind: tasks\n")
+    assert doc.data == {"kind": "tasks"}
+
+
+def test_parse_text_names_the_given_path():
+    with pytest.raises(YAMLSyntaxError) as info:
+        parse_text("a: [1\n", "blob/at/HEAD.yaml")
+    assert info.value.file == "blob/at/HEAD.yaml"
+
+
+def test_syntax_error(tmp_path):
+    err = raises_at(tmp_path, "kind: architecture\ntasks: [model, causal-lm\nsummary: x\n", 3, "invalid YAML")
+    assert err.column is not None
+    assert isinstance(err, RegistryError) and isinstance(err, FactoryError)
+
+
+def test_bad_indentation(tmp_path):
+    raises_at(tmp_path, "tasks:\n  model: a.b:C\n causal-lm: a.b:D\n", 3, "invalid YAML")
+
+
+def test_duplicate_key_names_both_lines(tmp_path):
+    err = raises_at(
+        tmp_path,
+        "kind: architecture\ntasks:\n  model: a.b:C\n  other: a.b:E\n  model: a.b:D\n",
+        5,
+        "duplicate key 'model'",
+        "line 3",
+    )
+    assert err.column == 3
+    assert "last value" in err.hint
+
+
+def test_duplicate_key_in_flow_mapping(tmp_path):
+    raises_at(tmp_path, "a: 1\nb: {x: 1, y: 2, x: 3}\n", 2, "duplicate key 'x'")
+
+
+def test_duplicate_top_level_key(tmp_path):
+    raises_at(tmp_path, "kind: tasks\nschema_version: 1\nkind: architecture\n", 3, "duplicate key 'kind'", "line 1")
+
+
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        "!!python/object:os.system {}",
+        "!!python/object/apply:os.system ['touch MARKER']",
+        "!!python/name:os.system",
+        "!custom {a: 1}",
+        "!!binary aGVsbG8=",
+        "!!set {a, b}",
+    ],
+)
+def test_custom_tags_are_rejected(tmp_path, tagged, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = raises_at(tmp_path, f"kind: architecture\nsummary: {tagged}\n", 2, "tag", "not allowed")
+    assert "plain values" in err.hint
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_python_object_tag_at_document_root(tmp_path):
+    raises_at(tmp_path, "!!python/object:collections.OrderedDict\nx: 1\n", 1, "python/object")
+
+
+def test_merge_keys_are_rejected(tmp_path):
+    raises_at(tmp_path, "base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", 3, "merge keys")
+
+
+def test_non_scalar_keys_are_rejected(tmp_path):
+    raises_at(tmp_path, "? [a, b]\n: 1\n", 1, "keys must be plain scalars")
+
+
+def test_billion_laughs_fails_fast(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    start = time.perf_counter()
+    # the error names the entry whose expansion crossed the budget (f: 9**6 values), not the anchor
+    err = raises_at(tmp_path, "\n".join(lines) + "\n", 6, "alias-expansion bomb", str(NODE_BUDGET))
+    assert time.perf_counter() - start < 10  # ~9**9 values if expanded; stops after the budget
+    assert "aliases" in err.hint
+
+
+def test_deep_nesting_is_an_error_not_a_crash(tmp_path):
+    depth = MAX_DEPTH + 10
+    raises_at(tmp_path, "a: " + "[" * depth + "]" * depth + "\n", 1, "nested")
+    # beyond what the parser itself accepts: still a YAMLSyntaxError
+    raises_at(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n", 1)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n"])
+def test_empty_file(tmp_path, text):
+    err = raises_at(tmp_path, text, 1, "empty")
+    assert "delete the file" in err.hint
+
+
+def test_non_utf8_file(tmp_path):
+    err = raises_at(tmp_path, b"kind: architecture\nsummary: caf\xe9\n", 2, "not valid UTF-8", "0xe9")
+    assert "UTF-8" in err.hint
+
+
+def test_utf16_file_is_not_utf8(tmp_path):
+    raises_at(tmp_path, "kind: tasks\n".encode("utf-16"), 1, "not valid UTF-8")
+
+
+def test_several_documents_in_one_file(tmp_path):
+    raises_at(tmp_path, "kind: tasks\n---\nkind: architecture\n", 2, "invalid YAML", "single document")
+
+
+def test_unreadable_path_is_a_registry_error(tmp_path):
+    with pytest.raises(RegistryError) as info:
+        load_document(tmp_path)  # a directory
+    assert info.value.file == str(tmp_path)
+    assert "cannot read" in info.value.message
+    with pytest.raises(RegistryError, match="cannot read"):
+        load_document(tmp_path / "missing.yaml")
