@@ -54,11 +54,19 @@ class FactoryError(Exception):
             text = f"{text}\n  hint: {self.hint}"
         return text
 
-    def __reduce__(self):  # keep structured fields across pickling (workers)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep structured fields across pickling (workers)
         return (_rebuild, (type(self), self.message, self.file, self.line, self.column, self.hint, self.fields))
 
 
-def _rebuild(cls, message, file, line, column, hint, fields):
+def _rebuild(
+    cls: type[FactoryError],
+    message: str,
+    file: str | None,
+    line: int | None,
+    column: int | None,
+    hint: str | None,
+    fields: dict[str, Any],
+) -> FactoryError:
     return cls(message, file=file, line=line, column=column, hint=hint, **fields)
 
 

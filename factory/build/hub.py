@@ -8,14 +8,16 @@ commit pins every later file, so a snapshot never mixes two commits.
 
 This module does not import torch or huggingface_hub at import time.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Literal
 
 from factory.errors import CheckpointError, HubError, PickleRefusedError
 
@@ -62,8 +64,10 @@ def read_index(index: str | Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"index cannot be read: {exc}", file=index) from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not weight_map or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    if (
+        not isinstance(weight_map, dict)
+        or not weight_map
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items())
     ):
         raise CheckpointError(
             "index has no usable 'weight_map' (a non-empty mapping of tensor name -> shard file)",
@@ -120,7 +124,8 @@ def hub_endpoint() -> str:
 
 def looks_like_repo_id(name: str) -> bool:
     """Whether ``name`` is a syntactically valid Hub model repo id (``owner/name`` or ``name``)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # not in utils.__all__
 
     if not name or name.startswith((".", "/", "~")) or "\\" in name:
         return False
@@ -168,8 +173,14 @@ def download(
     """
     if kind not in KINDS:
         raise HubError(f"unknown download kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
-    fetch = _Fetcher(repo_id, revision or "main", hub_cache_dir(cache_dir), token, is_offline(local_files_only),
-                     (subfolder or "").strip("/"))
+    fetch = _Fetcher(
+        repo_id,
+        revision or "main",
+        hub_cache_dir(cache_dir),
+        token,
+        is_offline(local_files_only),
+        (subfolder or "").strip("/"),
+    )
     fetch.get(CONFIG_FILE, required=kind != "component")
     if kind == "model":
         _fetch_weights(fetch, allow_pickle)
@@ -179,9 +190,11 @@ def download(
         raise HubError(
             f"Hub repository {repo_id!r} (revision {fetch.revision}) has none of the files a {kind} needs "
             f"({CONFIG_FILE}, {', '.join(PREPROCESSING_FILES[:4])}, ...)",
-            repo_id=repo_id, revision=fetch.revision,
+            repo_id=repo_id,
+            revision=fetch.revision,
             hint="check that this is the repository of a model or its preprocessing files",
         )
+    assert fetch.directory is not None  # a snapshot was found, so it has a directory
     return HubSnapshot(repo_id, fetch.revision, fetch.snapshot.name, fetch.directory, tuple(fetch.fetched))
 
 
@@ -211,7 +224,8 @@ def _fetch_weights(fetch: _Fetcher, allow_pickle: bool) -> None:
     looked = f"{SAFE_WEIGHTS}, {SAFE_INDEX}" + (f", {PICKLE_WEIGHTS}, {PICKLE_INDEX}" if allow_pickle else "")
     raise CheckpointError(
         f"no weights for Hub repository {fetch.repo_id!r} (revision {fetch.revision}) {where}: looked for {looked}",
-        file=fetch.directory, repo_id=fetch.repo_id,
+        file=fetch.directory,
+        repo_id=fetch.repo_id,
         hint="build with weights=False for a freshly initialised model"
         + ("; or go online once to populate the cache" if fetch.offline else ""),
     )
@@ -220,8 +234,9 @@ def _fetch_weights(fetch: _Fetcher, allow_pickle: bool) -> None:
 class _Fetcher:
     """One download session: settings, the pinned commit, and error translation."""
 
-    def __init__(self, repo_id: str, revision: str, cache_dir: Path, token: str | bool | None, offline: bool,
-                 subfolder: str = ""):
+    def __init__(
+        self, repo_id: str, revision: str, cache_dir: Path, token: str | bool | None, offline: bool, subfolder: str = ""
+    ):
         self.repo_id = repo_id
         self.subfolder = subfolder
         self.revision = revision
@@ -266,10 +281,13 @@ class _Fetcher:
 
         revision = self.commit or self.revision
         repo_name = f"{self.subfolder}/{filename}" if self.subfolder else filename
-        if self.commit is not None and try_to_load_from_cache(
-            self.repo_id, repo_name, cache_dir=self.cache_dir, revision=self.commit
-        ) is _CACHED_NO_EXIST:
-            return self._absent(filename, required, index)
+        if (
+            self.commit is not None
+            and try_to_load_from_cache(self.repo_id, repo_name, cache_dir=self.cache_dir, revision=self.commit)
+            is _CACHED_NO_EXIST
+        ):
+            self._absent(filename, required, index)
+            return None
         try:
             path = hf_hub_download(
                 self.repo_id,
@@ -289,11 +307,13 @@ class _Fetcher:
             raise HubError(
                 f"could not reach {self.endpoint} for {filename} of {self.repo_id!r} (revision {revision}), and it "
                 f"is not in the HF cache {self.cache_dir}: {_first_line(exc)}",
-                repo_id=self.repo_id, revision=revision,
+                repo_id=self.repo_id,
+                revision=revision,
                 hint="check the network connection and HF_ENDPOINT, or populate the cache while online",
             ) from None
         except EntryNotFoundError:
-            return self._absent(filename, required, index)
+            self._absent(filename, required, index)
+            return None
         except Exception as exc:
             raise self._translate(exc, filename, revision) from None
         if self.snapshot is None:
@@ -306,8 +326,13 @@ class _Fetcher:
             return False
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-        url = hf_hub_url(self.repo_id, filename, subfolder=self.subfolder or None,
-                         revision=self.commit or self.revision, endpoint=self.endpoint)
+        url = hf_hub_url(
+            self.repo_id,
+            filename,
+            subfolder=self.subfolder or None,
+            revision=self.commit or self.revision,
+            endpoint=self.endpoint,
+        )
         try:
             get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint)
         except Exception:
@@ -315,20 +340,24 @@ class _Fetcher:
         return True
 
     def _absent(self, filename: str, required: bool, index: str | None) -> None:
+        """A file the repository does not have: an error when it is required."""
         if not required:
-            return None
+            return
         revision = self.commit or self.revision
         if index is not None:
             raise CheckpointError(
                 f"{index} of Hub repository {self.repo_id!r} (commit {revision}) names shard {filename}, "
                 "which the repository does not have",
-                file=self.directory / index if self.directory else None, repo_id=self.repo_id, shard=filename,
+                file=self.directory / index if self.directory else None,
+                repo_id=self.repo_id,
+                shard=filename,
                 hint="the repository is inconsistent at this revision; try another revision",
             )
         raise HubError(
             f"Hub repository {self.repo_id!r} has no {filename} at revision {revision}"
             + (": it is not a transformers-style model repository" if filename == CONFIG_FILE else ""),
-            repo_id=self.repo_id, revision=revision,
+            repo_id=self.repo_id,
+            revision=revision,
             hint="factory reads config.json to choose the architecture; check the repo id and revision",
         )
 
@@ -337,7 +366,8 @@ class _Fetcher:
         return HubError(
             f"{filename} of Hub repository {self.repo_id!r} (revision {self.commit or self.revision}) is not in "
             f"the HF cache {self.cache_dir}, and network access is disabled ({reason})",
-            repo_id=self.repo_id, revision=self.revision,
+            repo_id=self.repo_id,
+            revision=self.revision,
             hint="run once with network access to populate the cache, or unset HF_HUB_OFFLINE / pass "
             "local_files_only=False; HF_HUB_CACHE or HF_HOME select the cache",
         )
@@ -351,7 +381,7 @@ class _Fetcher:
             RevisionNotFoundError,
         )
 
-        fields = {"repo_id": self.repo_id, "revision": revision}
+        fields: dict[str, Any] = {"repo_id": self.repo_id, "revision": revision}
         if isinstance(exc, GatedRepoError):
             return HubError(
                 f"Hub repository {self.repo_id!r} is gated: downloading it needs accepted terms and a token",
@@ -374,11 +404,16 @@ class _Fetcher:
             )
         if isinstance(exc, HfHubHTTPError):
             status = getattr(getattr(exc, "response", None), "status_code", "?")
-            hint = ("the token was refused: check HF_TOKEN / token=..." if status in (401, 403)
-                    else "retry later, or check HF_ENDPOINT")
+            hint = (
+                "the token was refused: check HF_TOKEN / token=..."
+                if status in (401, 403)
+                else "retry later, or check HF_ENDPOINT"
+            )
             return HubError(
                 f"Hub request for {filename} of {self.repo_id!r} (revision {revision}) failed with HTTP "
-                f"{status}: {_first_line(exc)}", hint=hint, **fields,
+                f"{status}: {_first_line(exc)}",
+                hint=hint,
+                **fields,
             )
         if isinstance(exc, HFValidationError):
             return HubError(
@@ -389,7 +424,8 @@ class _Fetcher:
         return HubError(
             f"downloading {filename} of Hub repository {self.repo_id!r} (revision {revision}) failed: "
             f"{type(exc).__name__}: {_first_line(exc)}",
-            hint="check the network, the disk space of the HF cache and HF_ENDPOINT", **fields,
+            hint="check the network, the disk space of the HF cache and HF_ENDPOINT",
+            **fields,
         )
 
 

@@ -4,11 +4,13 @@
 gives chosen parameters real memory and initialises them; ``tie_map`` / ``apply_ties`` keep tied
 parameters one object; ``move_buffers`` puts buffers where the weights went.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,9 +48,27 @@ def _parameters_on_meta() -> Iterator[None]:
 
 
 _INIT_FUNCTIONS = (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "eye_", "dirac_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
-    "uniform", "normal", "constant", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+    "uniform",
+    "normal",
+    "constant",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
 )
 
 
@@ -60,6 +80,7 @@ def _skip_init() -> Iterator[None]:
     meta kernels, which import torch._dynamo on first use: about a second and 80 MB of RSS.
     Only called under ``_META_LOCK``.
     """
+
     def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return tensor
 

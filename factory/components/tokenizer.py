@@ -107,7 +107,7 @@ _NOT_SAVED = frozenset(
 )
 
 
-class BatchEncoding(dict):
+class BatchEncoding(dict[str, Any]):
     """What calling a :class:`Tokenizer` returns: a dict of model inputs, also reachable as attributes.
 
     ``encodings`` keeps the ``tokenizers.Encoding`` objects (one per sequence) for offsets, word ids, etc.
@@ -347,7 +347,7 @@ class Tokenizer:
 
     def _token_id(self, name: str) -> int | None:
         token = self._token(name)
-        return None if token is None else self.convert_tokens_to_ids(token)
+        return None if token is None else self._to_id(token)
 
     def _set_token(self, name: str, value: str | None) -> None:
         if value is None:
@@ -399,7 +399,7 @@ class Tokenizer:
 
     @property
     def all_special_ids(self) -> list[int]:
-        return self.convert_tokens_to_ids(self.all_special_tokens)
+        return [i for i in map(self._to_id, self.all_special_tokens) if i is not None]
 
     # --------------------------------------------------------------- vocabulary
     @property
@@ -426,7 +426,9 @@ class Tokenizer:
             return self._backend.token_to_id(str(self._special["unk_token"]))
         return index
 
-    def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False) -> str | list | None:
+    def convert_ids_to_tokens(
+        self, ids: int | Iterable[int], skip_special_tokens: bool = False
+    ) -> str | list[str | None] | None:
         """Id(s) to token string(s)."""
         ids = _to_python(ids)
         if isinstance(ids, int):
@@ -475,6 +477,7 @@ class Tokenizer:
                     "text and text_pair must both be single strings or lists of the same length, got "
                     f"{_describe(text)} and {_describe(text_pair)}"
                 )
+        inputs: list[Any]
         if batched:
             inputs = list(zip(text, text_pair)) if text_pair is not None else list(text)
         else:
@@ -488,7 +491,9 @@ class Tokenizer:
         pad, truncate, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
         try:
             if truncate is not None:
-                self._backend.enable_truncation(max_length, stride=0, strategy=truncate, direction=self.truncation_side)
+                self._backend.enable_truncation(
+                    max_length or 0, stride=0, strategy=truncate, direction=self.truncation_side
+                )
             if pad is not None:
                 self._backend.enable_padding(
                     direction=_check_side(padding_side or self.padding_side, "padding_side"),
@@ -509,7 +514,7 @@ class Tokenizer:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
-        data: dict[str, list] = {"input_ids": [list(e.ids) for e in encodings]}
+        data: dict[str, list[Any]] = {"input_ids": [list(e.ids) for e in encodings]}
         if return_token_type_ids:
             data["token_type_ids"] = [list(e.type_ids) for e in encodings]
         if return_attention_mask:
@@ -551,7 +556,7 @@ class Tokenizer:
             return_tensors=return_tensors,
         )["input_ids"]
 
-    def _encode(self, inputs: list, add_special_tokens: bool) -> list:
+    def _encode(self, inputs: list[Any], add_special_tokens: bool) -> list[Any]:
         if not inputs:
             return []
         try:
@@ -620,7 +625,7 @@ class Tokenizer:
             )
         return pad, truncate, max_length
 
-    def _warn_if_too_long(self, encodings: list) -> None:
+    def _warn_if_too_long(self, encodings: list[Any]) -> None:
         longest = max((len(e.ids) for e in encodings), default=0)
         if longest > self.model_max_length:
             warnings.warn(
@@ -659,7 +664,7 @@ class Tokenizer:
         """Decode each sequence of a batch."""
         sequences = _to_python(sequences)
         return [
-            self.decode(
+            self.decode(  # type: ignore[misc]  # a row of ids decodes to one string
                 list(seq) if not isinstance(seq, int) else [seq], skip_special_tokens, clean_up_tokenization_spaces
             )
             for seq in sequences
@@ -696,7 +701,7 @@ class Tokenizer:
                 hint='pass a list of {"role": ..., "content": ...} messages',
             )
         batched = isinstance(messages[0], (list, tuple))
-        conversations = list(messages) if batched else [messages]
+        conversations: list[Any] = list(messages) if batched else [messages]
         for conversation in conversations:
             for message in conversation:
                 if not isinstance(message, Mapping):
@@ -1164,7 +1169,7 @@ def _check_text(value: Any, name: str) -> bool:
 def _check_side(value: Any, name: str) -> str:
     if value not in ("left", "right"):
         raise TokenizerError(f'{name} must be "left" or "right", got {value!r}')
-    return value
+    return str(value)
 
 
 def _describe(value: Any) -> str:
@@ -1184,7 +1189,7 @@ def _to_python(value: Any) -> Any:
     return value
 
 
-def _as_tensor(key: str, value: list) -> Any:
+def _as_tensor(key: str, value: list[Any]) -> Any:
     import torch
 
     try:

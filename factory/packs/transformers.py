@@ -187,7 +187,7 @@ class PackContents:
 
 
 # --- reading transformers -------------------------------------------------------
-def _transformers():
+def _transformers() -> Any:
     try:
         import transformers
     except ImportError:
@@ -228,7 +228,7 @@ class _Resolver:
         self._module_name = model_type_to_module_name
         self.classes: dict[str, Any] = {}  # target -> class (None for placeholders)
 
-    def _package(self, model_type: str):
+    def _package(self, model_type: str) -> Any:
         try:
             return importlib.import_module(f"transformers.models.{self._module_name(model_type)}")
         except ImportError:
@@ -269,7 +269,7 @@ def _pick(value: Any) -> str | None:
     if isinstance(value, dict):
         for backend in BACKEND_ORDER:
             if value.get(backend):
-                return value[backend]
+                return str(value[backend])
         return next((value[k] for k in sorted(value) if value[k]), None)
     return None
 
@@ -295,7 +295,7 @@ def video_processor_names() -> dict[str, Any]:
 
     table = _literal_table(auto_mappings, "VIDEO_PROCESSOR_MAPPING_NAMES")
     table.update(_literal_table(video_processing_auto, "MISSING_VIDEO_PROCESSOR_MAPPING_NAMES"))
-    live = video_processing_auto.VIDEO_PROCESSOR_MAPPING_NAMES
+    live = video_processing_auto.VIDEO_PROCESSOR_MAPPING_NAMES  # type: ignore[attr-defined]
     if set(table) != set(live):
         raise PackError(
             "video processor table read from the transformers sources does not match the live table "
@@ -329,7 +329,7 @@ def read_pack() -> PackContents:
     """Read the installed transformers' tables into pack contents (imports transformers)."""
     transformers = _transformers()
     _check_environment()
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # type: ignore[attr-defined]
 
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
@@ -389,12 +389,12 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
             if model_type not in config_names:
                 continue
             arch = entry(model_type, table_name)
-            name = _pick(value)
-            target = resolver.resolve(row, name) if arch and name else None
+            picked = _pick(value)
+            target = resolver.resolve(row, picked) if arch and picked else None
             if arch is None:
                 continue
             if target is None:
-                skipped.append(f"{table_name} / {model_type}: {name} not found in transformers")
+                skipped.append(f"{table_name} / {model_type}: {picked} not found in transformers")
                 continue
             arch.tasks[task] = target
             reason = _config_class_mismatch(
@@ -405,16 +405,16 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
 
     for component in sorted(COMPONENT_TABLES):
         for model_type, (row, value) in auto_rows(component_table(component), config_names).items():
-            name = _pick(value)
-            if name is None:
+            picked = _pick(value)
+            if picked is None:
                 skipped.append(f"{component} / {model_type}: transformers lists no class in this environment")
                 continue
             arch = entry(model_type, component)
-            target = resolver.resolve(row, name) if arch else None
+            target = resolver.resolve(row, picked) if arch else None
             if arch is None:
                 continue
             if target is None:
-                skipped.append(f"{component} / {model_type}: {name} not found in transformers")
+                skipped.append(f"{component} / {model_type}: {picked} not found in transformers")
                 continue
             arch.components[component] = target
 

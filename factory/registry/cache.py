@@ -188,22 +188,22 @@ def to_state(table: Table) -> dict[str, Any]:
     }
 
 
-def _prov(v: list) -> Provenance:
+def _prov(v: list[Any]) -> Provenance:
     return Provenance(*v)
 
 
-def _dep(v: list | None) -> Deprecation | None:
+def _dep(v: list[Any] | None) -> Deprecation | None:
     return Deprecation(*v) if v else None
 
 
-def _task(v: list) -> Task:
+def _task(v: list[Any]) -> Task:
     name, group, summary, auto_class, aliases, prov, shadows, override = v
     return Task(
         name, group, summary, auto_class, tuple(aliases), _prov(prov), tuple(_task(s) for s in shadows), override
     )
 
 
-def _reg(v: list) -> Registration:
+def _reg(v: list[Any]) -> Registration:
     task, arch, target, prov, builder, layer, override, dep, lint, shadows = v
     return Registration(
         task,
@@ -219,19 +219,19 @@ def _reg(v: list) -> Registration:
     )
 
 
-def _rule(v: list) -> Rule:
+def _rule(v: list[Any]) -> Rule:
     arch, when, dispatch_as, prov, reason = v
     return Rule(arch, _freeze(when), dispatch_as, _prov(prov), reason)
 
 
-def _arch(v: list) -> Architecture:
+def _arch(v: list[Any]) -> Architecture:
     name, summary, files, rules, shares, lint = v
     return Architecture(
         name, summary, tuple(_prov(p) for p in files), tuple(_rule(r) for r in rules), tuple(shares), _freeze(lint)
     )
 
 
-def _ckpt(v: list) -> Checkpoint:
+def _ckpt(v: list[Any]) -> Checkpoint:
     (name, prov, hub, path, package, sha256, arch, summary, override, dep, lint, shadows, as_written) = v
     return Checkpoint(
         name,

@@ -4,7 +4,7 @@ architectures, checkpoints), each with its provenance, in source order, ready to
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from factory.errors import FactoryError
 from factory.registry.sources import Source
@@ -34,7 +34,7 @@ def _provenance(doc: Document, source: Source) -> Callable[..., Provenance]:
     return prov
 
 
-def entries_from(docs: Sequence[tuple[Document, Source]]):
+def entries_from(docs: Sequence[tuple[Document, Source]]) -> Entries:
     """Turn validated documents into candidate table entries, in source order."""
     tasks: list[Task] = []
     regs: list[Registration] = []
@@ -84,7 +84,7 @@ def entries_from(docs: Sequence[tuple[Document, Source]]):
     return tasks, regs, archs, ckpts, errors
 
 
-def _architecture(data: dict, prov) -> Architecture:
+def _architecture(data: dict[str, Any], prov: Callable[..., Provenance]) -> Architecture:
     name = data["architecture"]
     rules = tuple(
         Rule(
@@ -106,10 +106,12 @@ def _architecture(data: dict, prov) -> Architecture:
     )
 
 
-def _registrations(data: dict, prov, errors: list[FactoryError]) -> list[Registration]:
+def _registrations(
+    data: dict[str, Any], prov: Callable[..., Provenance], errors: list[FactoryError]
+) -> list[Registration]:
     arch = data["architecture"]
     common = {"architecture": arch, "builder": data.get("builder", "native"), "layer": data.get("layer", "native")}
-    entries: list[tuple[str, object, tuple]] = []
+    entries: list[tuple[str, Any, tuple[str, ...]]] = []
     if "config" in data:
         entries.append(("config", data["config"], ("config",)))
     for section in ("tasks", "components"):
@@ -117,7 +119,7 @@ def _registrations(data: dict, prov, errors: list[FactoryError]) -> list[Registr
             entries.append((task, value, (section, task)))
     out = []
     for task, value, path in entries:
-        spec = {"target": value} if isinstance(value, str) else value
+        spec: dict[str, Any] = {"target": value} if isinstance(value, str) else value
         out.append(
             Registration(
                 task=task,

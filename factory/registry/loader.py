@@ -102,7 +102,9 @@ def collect(
     return result
 
 
-def _cache_key(sources: Sequence[Source], files: Sequence[tuple[Source, Path]], packs) -> str:
+def _cache_key(
+    sources: Sequence[Source], files: Sequence[tuple[Source, Path]], packs: bool | Iterable[str] | None
+) -> str:
     from factory import __version__
 
     off = disabled_packs(packs)
@@ -116,7 +118,7 @@ def _cache_key(sources: Sequence[Source], files: Sequence[tuple[Source, Path]], 
 
 
 def load_registry(
-    paths: Iterable[str | os.PathLike] | None = None,
+    paths: Iterable[str | os.PathLike[str]] | None = None,
     *,
     include_builtin: bool = True,
     include_plugins: bool = True,

@@ -7,15 +7,15 @@ yields to a native one; every winner keeps what it shadows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from factory.errors import (
     AliasError,
     ConflictError,
+    FactoryError,
     OverrideError,
-    RegistryError,
     UnknownArchitectureError,
     UnknownTaskError,
 )
@@ -45,7 +45,7 @@ def _rank(prov: Provenance) -> int:
     return SOURCE_ORDER.index(prov.source) if prov.source in SOURCE_ORDER else len(SOURCE_ORDER)
 
 
-def _merge_entries(entries: list[Any], what: str, errors: list[RegistryError]) -> dict:
+def _merge_entries(entries: Sequence[Any], what: str, errors: list[FactoryError]) -> dict[Any, Any]:
     """Merge entries (Task/Registration/Checkpoint) with the design's rules.
 
     Entries arrive in source order. A later source replaces an entry only with an
@@ -114,7 +114,7 @@ def merge(
     registrations: list[Registration],
     architectures: list[Architecture],
     checkpoints: list[Checkpoint],
-    errors: list[RegistryError],
+    errors: list[FactoryError],
     sources: tuple[str, ...] = (),
 ) -> Table | None:
     """Merge candidate entries (in source order) into a :class:`Table`.
@@ -173,7 +173,7 @@ def merge(
     return Table(task_map, arch_map, reg_map, ckpt_map, sources)
 
 
-def _check_aliases(tasks: Mapping[str, Task], errors: list[RegistryError]) -> None:
+def _check_aliases(tasks: Mapping[str, Task], errors: list[FactoryError]) -> None:
     owners: dict[str, Task] = {}
     for task in tasks.values():
         for alias in task.aliases:

@@ -32,17 +32,18 @@ def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a document kind."""
     if kind not in KINDS:
         raise SchemaError(f"unknown document kind {kind!r}", hint=f"kinds: {', '.join(KINDS)}")
-    return json.loads(schema_path(kind).read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(schema_path(kind).read_text(encoding="utf-8"))
+    return loaded
 
 
 @cache
-def _validator(kind: str):
+def _validator(kind: str) -> Any:
     import jsonschema
 
     return jsonschema.Draft202012Validator(_inline_refs(schema(kind)))
 
 
-def _inline_refs(node: Any, defs: dict | None = None) -> Any:
+def _inline_refs(node: Any, defs: dict[str, Any] | None = None) -> Any:
     """The schema with its local ``#/$defs/...`` references replaced by their targets.
 
     Same meaning (our schemas are not recursive), but validation skips the reference
@@ -103,11 +104,11 @@ def validate(doc: Document) -> list[SchemaError]:
     return sorted(errors, key=lambda e: (e.line, e.column or 0, e.message))
 
 
-def _json_path(path: tuple) -> str:
+def _json_path(path: tuple[str | int, ...]) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
-def _describe(err) -> tuple[tuple, str, str | None]:
+def _describe(err: Any) -> tuple[tuple[str | int, ...], str, str | None]:
     """(JSON path of the offending value, message, hint) for one jsonschema error.
 
     Messages name what was expected in words (the schema's ``description``)

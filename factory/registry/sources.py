@@ -75,7 +75,7 @@ def disabled_packs(packs: bool | Iterable[str] | None = None) -> set[str] | None
 
 
 def discover_sources(
-    paths: Iterable[str | os.PathLike] | None = None,
+    paths: Iterable[str | os.PathLike[str]] | None = None,
     *,
     include_builtin: bool = True,
     include_plugins: bool = True,
@@ -99,13 +99,13 @@ def discover_sources(
                 )
             else:
                 sources.append(Source("env", root))
-    for entry in paths or ():
-        root = Path(entry).expanduser()
+    for path in paths or ():
+        root = Path(path).expanduser()
         if not root.exists():
             errors.append(
                 RegistryError(
-                    f"registry path {str(entry)!r} does not exist",
-                    file=entry,
+                    f"registry path {str(path)!r} does not exist",
+                    file=str(path),
                     hint="pass an existing YAML file or directory",
                 )
             )
@@ -160,7 +160,7 @@ def _plugin_sources(errors: list[FactoryError]) -> list[Source]:
         base = (
             Path(next(iter(spec.submodule_search_locations)))
             if spec.submodule_search_locations
-            else Path(spec.origin).parent
+            else Path(str(spec.origin)).parent
         )
         root = base / subdir.strip() if subdir.strip() else base
         if not root.is_dir():

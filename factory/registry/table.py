@@ -11,9 +11,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from factory.errors import (
     ConfigError,
@@ -24,19 +24,23 @@ from factory.errors import (
 
 SOURCE_ORDER = ("builtin", "plugin", "env", "path")
 
+K = TypeVar("K")
+V = TypeVar("V")
 
-class FrozenDict(Mapping):
+
+class FrozenDict(Mapping[K, V], Generic[K, V]):
     """A read-only, picklable mapping."""
 
     __slots__ = ("_data",)
+    _data: dict[K, V]
 
-    def __init__(self, data: Mapping | Iterable = ()) -> None:
+    def __init__(self, data: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         object.__setattr__(self, "_data", dict(data))
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         return self._data[key]
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._data)
 
     def __len__(self) -> int:
@@ -51,21 +55,23 @@ class FrozenDict(Mapping):
     def __hash__(self) -> int:
         return hash(tuple(sorted(self._data.items(), key=repr)))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (self._data,))
 
 
-class LazyDict(FrozenDict):
+class LazyDict(FrozenDict[K, V]):
     """A read-only mapping whose values are decoded from raw data on first access."""
 
     __slots__ = ("_decode", "_raw")
+    _raw: dict[K, Any]
+    _decode: Callable[[Any], V]
 
-    def __init__(self, raw: dict, decode: Any) -> None:
+    def __init__(self, raw: dict[K, Any], decode: Callable[[Any], V]) -> None:
         super().__init__()
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "_decode", decode)
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: K) -> V:
         try:
             return self._data[key]
         except KeyError:
@@ -75,7 +81,7 @@ class LazyDict(FrozenDict):
     def __contains__(self, key: object) -> bool:
         return key in self._raw
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._raw)
 
     def __len__(self) -> int:
@@ -84,7 +90,7 @@ class LazyDict(FrozenDict):
     def __repr__(self) -> str:
         return f"LazyDict({len(self._raw)} entries)"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self.items()),))
 
 
@@ -116,7 +122,7 @@ class Task:
     shadows: tuple[Task, ...] = ()
     override: str | None = None
 
-    def content(self) -> dict:
+    def content(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "group": self.group,
@@ -146,7 +152,7 @@ class Registration:
     layer: str = "native"
     override: str | None = None
     deprecated: Deprecation | None = None
-    lint: FrozenDict = field(default_factory=FrozenDict)
+    lint: FrozenDict[str, str] = field(default_factory=FrozenDict)
     shadows: tuple[Registration, ...] = ()
 
     @property
@@ -161,7 +167,7 @@ class Registration:
     def attribute(self) -> str:
         return self.target.partition(":")[2] if ":" in self.target else self.target.rpartition(".")[2]
 
-    def content(self) -> dict:
+    def content(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "architecture": self.architecture,
@@ -179,7 +185,7 @@ class Rule:
     """``when`` a config of ``architecture`` matches, dispatch it as ``dispatch_as``."""
 
     architecture: str
-    when: FrozenDict
+    when: FrozenDict[str, Any]
     dispatch_as: str
     provenance: Provenance
     reason: str | None = None
@@ -202,7 +208,7 @@ class Rule:
             parts.append(f"{key} == {value!r}")
         return f"{self.architecture} config that {' and '.join(parts)} -> {self.dispatch_as}"
 
-    def content(self) -> dict:
+    def content(self) -> dict[str, Any]:
         return {
             "architecture": self.architecture,
             "when": _plain(self.when),
@@ -218,9 +224,9 @@ class Architecture:
     files: tuple[Provenance, ...]
     rules: tuple[Rule, ...] = ()
     shares_targets_with: tuple[str, ...] = ()
-    lint: FrozenDict = field(default_factory=FrozenDict)
+    lint: FrozenDict[str, str] = field(default_factory=FrozenDict)
 
-    def content(self) -> dict:
+    def content(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "summary": self.summary,
@@ -235,22 +241,22 @@ class Checkpoint:
 
     name: str
     provenance: Provenance
-    hub: FrozenDict | None = None
+    hub: FrozenDict[str, Any] | None = None
     path: str | None = None  # absolute, resolved against the defining file
-    package: FrozenDict | None = None
-    sha256: FrozenDict = field(default_factory=FrozenDict)
+    package: FrozenDict[str, Any] | None = None
+    sha256: FrozenDict[str, str] = field(default_factory=FrozenDict)
     architecture: str | None = None
     summary: str = ""
     override: str | None = None
     deprecated: Deprecation | None = None
-    lint: FrozenDict = field(default_factory=FrozenDict)
+    lint: FrozenDict[str, str] = field(default_factory=FrozenDict)
     shadows: tuple[Checkpoint, ...] = ()
 
     @property
     def kind(self) -> str:
         return "hub" if self.hub else "path" if self.path else "package"
 
-    def content(self) -> dict:
+    def content(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "hub": _plain(self.hub),
@@ -277,7 +283,7 @@ class Dispatch:
     rules: tuple[Rule, ...] = ()
 
 
-def _sorted_frozen(mapping: Mapping) -> FrozenDict:
+def _sorted_frozen(mapping: Mapping[K, V]) -> FrozenDict[K, V]:
     """A FrozenDict in key order; a LazyDict (already sorted, from the cache) is kept as it is."""
     if isinstance(mapping, LazyDict):
         return mapping
@@ -315,6 +321,13 @@ class Table:
     """The immutable dispatch table. Build one with :func:`factory.load_registry`."""
 
     __slots__ = ("aliases", "architectures", "checkpoints", "digest", "registrations", "sources", "tasks")
+    tasks: FrozenDict[str, Task]
+    aliases: FrozenDict[str, str]
+    architectures: FrozenDict[str, Architecture]
+    registrations: FrozenDict[tuple[str, str], Registration]
+    checkpoints: FrozenDict[str, Checkpoint]
+    sources: tuple[str, ...]
+    digest: str
 
     def __init__(
         self,
@@ -342,7 +355,7 @@ class Table:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("the dispatch table is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (
             Table,
             (
@@ -367,7 +380,7 @@ class Table:
             f"digest {self.digest[:12]}>"
         )
 
-    def content(self) -> dict:
+    def content(self) -> dict[str, Any]:
         """The semantic content the digest is computed from (no file names or lines)."""
         return {
             "tasks": [t.content() for t in self.tasks.values()],

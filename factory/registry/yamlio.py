@@ -14,6 +14,7 @@ plain Python values itself so that it can:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ _CORE_TAGS = {
     "tag:yaml.org,2002:" + name for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
 }
 
-JsonPath = tuple  # of str | int
+JsonPath = tuple[str | int, ...]
 
 
 @dataclass
@@ -106,8 +107,9 @@ class _Builder:
                         hint="YAML loaders silently keep the last value; remove or rename one of them",
                     )
                 seen[key] = key_node
-                self.positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                out[key] = self.build(value_node, path + (key,))
+                here: JsonPath = (*path, key)  # type: ignore[arg-type]  # a float/bool/null key is a path part too
+                self.positions[here] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                out[key] = self.build(value_node, here)
             self.positions.pop(path + ("<key>",), None)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -117,7 +119,7 @@ class _Builder:
             return node.value  # keep dates as written; JSON Schema speaks strings
         return value
 
-    def _pairs(self, node: yaml.MappingNode):
+    def _pairs(self, node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise self.error(key_node, "merge keys (<<) are not allowed", hint="write the keys out")

@@ -178,6 +178,7 @@ def _diff_tasks(old: Table, new: Table) -> Iterable[Change]:
     for name in sorted({*old.tasks, *new.tasks}):
         a, b = old.tasks.get(name), new.tasks.get(name)
         if a is None:
+            assert b is not None  # the key is in one of the two tables
             yield Change(
                 "task",
                 "added",
@@ -236,6 +237,7 @@ def _diff_architectures(old: Table, new: Table) -> Iterable[Change]:
     for name in sorted({*old.architectures, *new.architectures}):
         a, b = old.architectures.get(name), new.architectures.get(name)
         if a is None:
+            assert b is not None  # the key is in one of the two tables
             yield Change(
                 "architecture",
                 "added",
@@ -282,6 +284,7 @@ def _diff_registrations(old: Table, new: Table) -> Iterable[Change]:
         a, b = old.registrations.get(key), new.registrations.get(key)
         label = f"{key[0]} / {key[1]}"
         if a is None:
+            assert b is not None  # the key is in one of the two tables
             section = "override" if b.override else "registration"
             summary = f"{label} -> {_target(b)}" + (f" (override: {b.override})" if b.override else "")
             yield Change(
@@ -309,7 +312,12 @@ def _diff_registrations(old: Table, new: Table) -> Iterable[Change]:
         if _reg_json(a) == _reg_json(b):
             continue
         moved = (a.target, a.builder) != (b.target, b.builder)
-        where = {"old_at": _at(a.provenance), "new_at": _at(b.provenance), "old": _reg_json(a), "new": _reg_json(b)}
+        where: dict[str, Any] = {
+            "old_at": _at(a.provenance),
+            "new_at": _at(b.provenance),
+            "old": _reg_json(a),
+            "new": _reg_json(b),
+        }
         if bool(a.override) != bool(b.override):
             if b.override:
                 summary = f"{label}: override added ({b.override}): {_target(a)} -> {_target(b)}"
@@ -399,7 +407,7 @@ def _diff_rules(old: Table, new: Table) -> Iterable[Change]:
             prev = by_a.get(k)
             if prev is None or by_b[k] is not r:
                 continue
-            where = {
+            where: dict[str, Any] = {
                 "old_at": _at(prev.provenance),
                 "new_at": _at(r.provenance),
                 "old": prev.content(),
@@ -469,6 +477,7 @@ def _diff_checkpoints(old: Table, new: Table) -> Iterable[Change]:
     for name in sorted({*old.checkpoints, *new.checkpoints}):
         a, b = old.checkpoints.get(name), new.checkpoints.get(name)
         if a is None:
+            assert b is not None  # the key is in one of the two tables
             arch = f" ({b.architecture})" if b.architecture else ""
             yield Change(
                 "override" if b.override else "checkpoint",
@@ -495,7 +504,7 @@ def _diff_checkpoints(old: Table, new: Table) -> Iterable[Change]:
         ca, cb = a.content(), b.content()
         if ca == cb and [s.content() for s in a.shadows] == [s.content() for s in b.shadows]:
             continue
-        where = {"old_at": _at(a.provenance), "new_at": _at(b.provenance), "old": ca, "new": cb}
+        where: dict[str, Any] = {"old_at": _at(a.provenance), "new_at": _at(b.provenance), "old": ca, "new": cb}
         dispatch = any(ca[k] != cb[k] for k in _CKPT_DISPATCH)
         hashes = _hash_lines(a.sha256, b.sha256)
         if bool(a.override) != bool(b.override):
@@ -571,7 +580,7 @@ def git(args: Sequence[str], repo: Path, *, input: bytes | None = None) -> bytes
     return proc.stdout
 
 
-def repo_root(start: str | os.PathLike | None = None) -> Path | None:
+def repo_root(start: str | os.PathLike[str] | None = None) -> Path | None:
     """The top of the git working tree containing ``start`` (default: the working directory)."""
     start = Path(start or ".").resolve()
     try:

@@ -317,29 +317,29 @@ def _check_useless_overrides(lt: _Linter) -> None:
     strip = ("override", "lint", "summary")
     for ckpt in lt.table.checkpoints.values():
         if ckpt.override and ckpt.shadows:
-            s = ckpt.shadows[0]
-            same = {k: v for k, v in s.content().items() if k not in strip} == {
+            shadowed = ckpt.shadows[0]
+            same = {k: v for k, v in shadowed.content().items() if k not in strip} == {
                 k: v for k, v in ckpt.content().items() if k not in strip
             }
             if same:
                 lt.add(
                     "F006",
                     f"override of checkpoint {ckpt.name!r} changes nothing: it shadows an identical "
-                    f"entry ({s.provenance.file}:{s.provenance.line})",
+                    f"entry ({shadowed.provenance.file}:{shadowed.provenance.line})",
                     ckpt.provenance,
                     lt.ckpt_scopes(ckpt),
                     "remove the overriding entry",
                 )
     for task in lt.table.tasks.values():
         if task.override and task.shadows:
-            s = task.shadows[0]
-            if {k: v for k, v in s.content().items() if k != "override"} == {
+            first = task.shadows[0]
+            if {k: v for k, v in first.content().items() if k != "override"} == {
                 k: v for k, v in task.content().items() if k != "override"
             }:
                 lt.add(
                     "F006",
                     f"override of task {task.name!r} changes nothing: it shadows an identical entry "
-                    f"({s.provenance.file}:{s.provenance.line})",
+                    f"({first.provenance.file}:{first.provenance.line})",
                     task.provenance,
                     [],
                     "remove the overriding entry",
@@ -453,7 +453,7 @@ def _check_plugin_targets(lt: _Linter) -> None:
         top = reg.module.split(".")[0]
         dist = reg.provenance.distribution
         providers = sorted({_normal_dist(d) for d in owners.get(top, [])})
-        if _normal_dist(dist) not in providers:
+        if dist is None or _normal_dist(dist) not in providers:
             by = f"distribution {', '.join(providers)}" if providers else "no installed distribution"
             lt.add(
                 "F010",
