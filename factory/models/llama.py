@@ -29,14 +29,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.generation import GenerationMixin
-from factory.models.outputs import (
-    BaseModelOutput,
-    CausalLMOutput,
-    QuestionAnsweringOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from factory.models.outputs import BaseModelOutput
 
 KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -539,9 +532,9 @@ class _PreTrained(nn.Module):
     config_class: ClassVar[type[_DecoderConfig]] = _DecoderConfig
     base_model_prefix: ClassVar[str] = "model"
 
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        return {}
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
 
     def _init_weights(self, module: nn.Module) -> None:
         """transformers' initialisation: normal(0, initializer_range), zero biases and padding row, unit norms."""
@@ -563,9 +556,8 @@ class DecoderModel(_PreTrained):
     """The bare decoder: token embeddings, decoder layers, final norm -> ``last_hidden_state``."""
 
     def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__()
         check_config(config)
-        self.config = config
+        super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -651,155 +643,36 @@ class DecoderModel(_PreTrained):
         return key.shape[2]
 
 
-class _WithTrunk(_PreTrained):
-    """A head on top of ``trunk_class``, stored under ``base_model_prefix`` like transformers."""
+# --- task heads (factory.models.heads): DecoderModel under ``model`` plus the head layers -------------
+class _DecoderTask(heads.TaskModel, _PreTrained):
+    """The base of the decoder heads; each family's classes set ``config_class`` and ``trunk_class``."""
 
     trunk_class: ClassVar[type[DecoderModel]] = DecoderModel
 
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__()
-        self.config = config
-        setattr(self, self.base_model_prefix, self.trunk_class(config))
 
-    @property
-    def trunk(self) -> DecoderModel:
-        return getattr(self, self.base_model_prefix)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.trunk.embed_tokens
+class DecoderForCausalLM(heads.CausalLM, _DecoderTask):
+    """Next-token logits (``lm_head``, tied to ``embed_tokens`` when ``tie_word_embeddings``); ``generate``."""
 
 
-class DecoderForCausalLM(_WithTrunk, GenerationMixin):
-    """Next-token logits; ``labels`` (shifted inside, -100 ignored) give the mean cross-entropy."""
-
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.trunk.embed_tokens.weight
-
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        if self.config.tie_word_embeddings:
-            return {"lm_head.weight": f"{self.base_model_prefix}.embed_tokens.weight"}
-        return {}
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-        logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
-        """``logits_to_keep=n`` computes logits for the last ``n`` positions only (0: all)."""
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
-        )
-        hidden = out.last_hidden_state
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden)
-        loss = heads.causal_lm_loss(logits, labels) if labels is not None else None
-        return CausalLMOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
-
-
-class DecoderForSequenceClassification(_WithTrunk):
+class DecoderForSequenceClassification(heads.SequenceClassification, _DecoderTask):
     """Scores of the last non-padding token (``config.pad_token_id`` marks padding, left or right)."""
 
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
-        )
-        last = heads.last_token(out.last_hidden_state, input_ids, self.config.pad_token_id, type(self).__name__)
-        logits = self.score(last)
-        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
+    pool = heads.last_token
+    head_layers = {"score": heads.linear("num_labels", bias=False)}
 
 
-class DecoderForTokenClassification(_WithTrunk):
+def _token_score(config: _DecoderConfig) -> nn.Linear:
+    return nn.Linear(config.hidden_size, config.num_labels, bias=getattr(config, "token_classification_bias", True))
+
+
+class DecoderForTokenClassification(heads.TokenClassification, _DecoderTask):
     """Per-token scores; ``labels`` [batch, seq] (-100 ignored) give the mean cross-entropy."""
 
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.dropout = heads.classifier_dropout(config, "hidden_dropout")
-        self.score = nn.Linear(
-            config.hidden_size, self.num_labels, bias=getattr(config, "token_classification_bias", True)
-        )
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
-        )
-        logits = self.score(self.dropout(out.last_hidden_state))
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return TokenClassifierOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
+    head_layers = {"dropout": heads.dropout("hidden_dropout"), "score": _token_score}
 
 
-class DecoderForQuestionAnswering(_WithTrunk):
+class DecoderForQuestionAnswering(heads.QuestionAnswering, _DecoderTask):
     """Span start/end logits; positions outside the input are ignored in the loss."""
-
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> QuestionAnsweringOutput:
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, False, output_hidden_states
-        )
-        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
-        return QuestionAnsweringOutput(
-            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=out.hidden_states,
-        )
 
 
 # --- the registered classes: one trunk and four heads per family ---------------------

@@ -13,8 +13,9 @@ from typing import Any
 Tensor = Any  # torch.Tensor; kept untyped so this module never imports torch
 
 
+@dataclass
 class ModelOutput:
-    """Mixin for output dataclasses: mapping-style access to non-None fields."""
+    """Base of the output dataclasses: mapping-style access to non-None fields."""
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
@@ -39,7 +40,7 @@ class ModelOutput:
         value = getattr(self, key, None)
         return default if value is None else value
 
-    def to_tuple(self) -> tuple:
+    def to_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in self.keys())
 
 
@@ -50,8 +51,8 @@ class BaseModelOutput(ModelOutput):
     last_hidden_state: Tensor = None
     pooler_output: Tensor | None = None
     past_key_values: Any | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -59,16 +60,16 @@ class CausalLMOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor = None
     past_key_values: Any | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
 class MaskedLMOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -76,8 +77,8 @@ class PreTrainingOutput(ModelOutput):
     loss: Tensor | None = None
     prediction_logits: Tensor = None
     seq_relationship_logits: Tensor | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -87,8 +88,8 @@ class SequenceClassifierOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor = None
     past_key_values: Any | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -96,8 +97,8 @@ class QuestionAnsweringOutput(ModelOutput):
     loss: Tensor | None = None
     start_logits: Tensor = None
     end_logits: Tensor = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
 
 
 # Task-specific names transformers users know, sharing one shape.
