@@ -143,7 +143,8 @@ class BertEmbeddings(nn.Module):
         else:
             position = self.position_embeddings(position_ids)
         embeddings = inputs_embeds + token_type + position
-        return self.dropout(self.LayerNorm(embeddings))
+        out: torch.Tensor = self.dropout(self.LayerNorm(embeddings))
+        return out
 
 
 class BertSelfAttention(nn.Module):
@@ -197,7 +198,8 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        out: torch.Tensor = self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        return out
 
 
 class BertAttention(nn.Module):
@@ -269,7 +271,8 @@ class BertPredictionHeadTransform(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.act(self.dense(hidden_states)))
+        out: torch.Tensor = self.LayerNorm(self.act(self.dense(hidden_states)))
+        return out
 
 
 class BertLMPredictionHead(nn.Module):
@@ -287,7 +290,8 @@ class BertLMPredictionHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(hidden_states))
+        logits: torch.Tensor = self.decoder(self.transform(hidden_states))
+        return logits
 
 
 class BertOnlyMLMHead(nn.Module):
@@ -296,7 +300,8 @@ class BertOnlyMLMHead(nn.Module):
         self.predictions = BertLMPredictionHead(config)
 
     def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return self.predictions(sequence_output)
+        logits: torch.Tensor = self.predictions(sequence_output)
+        return logits
 
 
 class BertOnlyNSPHead(nn.Module):
@@ -305,7 +310,8 @@ class BertOnlyNSPHead(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
     def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
-        return self.seq_relationship(pooled_output)
+        logits: torch.Tensor = self.seq_relationship(pooled_output)
+        return logits
 
 
 class BertPreTrainingHeads(nn.Module):
@@ -395,12 +401,15 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
+        if input_ids is not None and inputs_embeds is None:
+            shape = tuple(input_ids.shape)
+        elif inputs_embeds is not None and input_ids is None:
+            shape = tuple(inputs_embeds.shape[:-1])
+        else:
             raise ModelInputError(
                 "BertModel: pass exactly one of input_ids or inputs_embeds, "
                 f"found {'both' if input_ids is not None else 'neither'}"
             )
-        shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
         if len(shape) != 2:
             raise ModelInputError(
                 f"BertModel: input_ids must have shape (batch, seq_len), found shape {shape}",
@@ -421,7 +430,7 @@ class BertModel(BertPreTrainedModel):
         mask, is_causal = self._attention_mask(attention_mask, shape[1], hidden.device)
 
         all_hidden = [hidden] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
+        all_attentions: list[torch.Tensor] | None = [] if output_attentions else None
         for layer in self.encoder.layer:
             hidden, probs = layer(hidden, mask, is_causal, output_attentions)
             if all_hidden is not None:

@@ -10,6 +10,7 @@ plus the padding mask; with past keys/values it extends a KV cache laid out as
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -75,7 +76,7 @@ class _QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": lambda: nn.GELU(),
     "gelu_new": lambda: nn.GELU(approximate="tanh"),
     "gelu_fast": lambda: nn.GELU(approximate="tanh"),
@@ -179,7 +180,8 @@ class GPT2MLP(nn.Module):
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+        out: torch.Tensor = self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+        return out
 
 
 class GPT2Block(nn.Module):
@@ -349,11 +351,8 @@ class GPT2LMHeadModel(heads.CausalLM, GPT2TaskModel):
     tied = {"lm_head.weight": "transformer.wte.weight"}
 
 
-class GPT2ForSequenceClassification(heads.SequenceClassification, GPT2TaskModel):
+class GPT2ForSequenceClassification(heads.DecoderSequenceClassification, GPT2TaskModel):
     """Classifies each sequence from its last non-padding token, like transformers."""
-
-    pool = heads.last_token
-    head_layers = {"score": heads.linear("num_labels", bias=False)}
 
 
 class GPT2ForTokenClassification(heads.TokenClassification, GPT2TaskModel):

@@ -357,10 +357,28 @@ class SequenceClassification(TaskModel):
         return sequence_classification_loss(logits, labels, self.config)
 
 
+class DecoderSequenceClassification(SequenceClassification):
+    """transformers' generic decoder head: ``score`` (no bias) on each row's last non-padding token."""
+
+    pool = last_token
+    head_layers = {"score": linear("num_labels", bias=False)}
+
+
 class TokenClassification(TaskModel):
     """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
 
     output_class = TokenClassifierOutput
+
+
+def _token_score(config: Any) -> nn.Module:
+    return nn.Linear(config.hidden_size, config.num_labels, bias=getattr(config, "token_classification_bias", True))
+
+
+class DecoderTokenClassification(TokenClassification):
+    """transformers' generic decoder head: dropout, then ``score`` (biased unless ``token_classification_bias``
+    is false)."""
+
+    head_layers = {"dropout": dropout("hidden_dropout"), "score": _token_score}
 
 
 class QuestionAnswering(TaskModel):
