@@ -11,23 +11,31 @@ next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs
         out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
         fields = predict(out, inputs)                  # {"logits": head layers(pool(out, inputs))}
         loss   = loss(**fields, **labels)              # only when a label is given
-        return output_class(loss=loss, **fields, past_key_values=..., hidden_states=..., attentions=...)
+        return output_class(loss=loss, **fields, **the trunk output's fields of the same names)
 
-The trunk's ``past_key_values``, ``hidden_states`` and ``attentions`` are passed on when
-the output class has those fields. The generic heads below fix, per task, the loss, the
-output class and the label names, and some give transformers' usual layers:
+So the trunk's ``past_key_values``, ``hidden_states`` and ``attentions`` (and a seq2seq
+trunk's ``encoder_last_hidden_state``...) pass on to every output class that has those
+fields. The generic heads below fix, per task, the loss, the output class and the label
+names, and some give transformers' usual layers:
 
 =======================  ==================================  =========================================
 class                    loss (labels)                       defaults
 =======================  ==================================  =========================================
 CausalLM                 next-token CE (labels)              lm_head, tied to model.embed_tokens,
                                                              logits_to_keep, ``generate``
-MaskedLM                 CE, -100 ignored (labels)           pool = every token
+MaskedLM                 CE, -100 ignored (labels)           --
 SequenceClassification   by problem_type (labels)            --
-TokenClassification      CE, -100 ignored (labels)           pool = every token
+TokenClassification      CE, -100 ignored (labels)           --
 QuestionAnswering        span CE (start/end_positions)       qa_outputs = Linear(hidden, 2)
 MultipleChoice           CE (labels)                         inputs [batch, choices, ...] flattened
+-----------------------  ----------------------------------  -----------------------------------------
+DecoderSequence-         as SequenceClassification           score (no bias) on the last non-pad token
+Classification                                               (transformers' generic decoder heads)
+DecoderToken-            as TokenClassification              dropout, score
+Classification
 =======================  ==================================  =========================================
+
+``pool`` defaults to :func:`every_token` (the last hidden state, every position).
 
 A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVar`` s):
 
@@ -51,8 +59,11 @@ A family file defines its trunk, one base for its heads and one line group per h
 
 The family's base class (``BertPreTrainedModel``) must take the config in ``__init__``
 and come after the head classes in the bases, so that its ``base_model_prefix``,
-``config_class`` and ``_init_weights`` are found. A head that computes more than one
-output (BERT pre-training) overrides :meth:`TaskModel.predict` and :meth:`TaskModel.loss`.
+``config_class`` and ``_init_weights`` are found. Everything else is a method to override
+where a head differs: :meth:`TaskModel.predict` (several outputs, as BERT pre-training),
+:meth:`TaskModel.loss`, :meth:`TaskModel.run_trunk` (inputs reshaped, as multiple choice).
+A head layer added in an ``__init__`` of its own is not in ``head_layers``: apply it in
+``predict``, and call ``tie_weights()`` again if ``tied`` names it.
 Cross-entropy over labels ignores ``-100`` entries; losses are those transformers computes.
 """
 
@@ -81,8 +92,6 @@ from factory.models.outputs import (
 
 #: Builds one head layer from the config.
 LayerBuilder = Callable[[Any], nn.Module]
-#: Trunk outputs a head output carries over when it has the field.
-CARRIED = ("past_key_values", "hidden_states", "attentions")
 
 
 class PadTokenError(ConfigError, ModelInputError):
@@ -297,8 +306,8 @@ class TaskModel(nn.Module):
         out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
         predictions = self.predict(out, inputs)
         loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
-        carried = {f.name: getattr(out, f.name, None) for f in fields(self.output_class) if f.name in CARRIED}
-        return self.output_class(**{"loss": loss, **predictions, **carried})
+        carried = {f.name: getattr(out, f.name) for f in fields(self.output_class) if hasattr(out, f.name)}
+        return self.output_class(**{**carried, "loss": loss, **predictions})
 
     def run_trunk(self, inputs: dict[str, Any]) -> Any:
         return self.trunk(**inputs)
