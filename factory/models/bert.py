@@ -22,6 +22,7 @@ Classes (task -> class):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,16 +31,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.outputs import (
-    BaseModelOutput,
-    MaskedLMOutput,
-    MultipleChoiceOutput,
-    NextSentencePredictorOutput,
-    PreTrainingOutput,
-    QuestionAnsweringOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from factory.models.outputs import BaseModelOutput, NextSentencePredictorOutput, PreTrainingOutput
 
 
 class BertConfig(Config):
@@ -151,7 +143,8 @@ class BertEmbeddings(nn.Module):
         else:
             position = self.position_embeddings(position_ids)
         embeddings = inputs_embeds + token_type + position
-        return self.dropout(self.LayerNorm(embeddings))
+        out: torch.Tensor = self.dropout(self.LayerNorm(embeddings))
+        return out
 
 
 class BertSelfAttention(nn.Module):
@@ -205,7 +198,8 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        out: torch.Tensor = self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        return out
 
 
 class BertAttention(nn.Module):
@@ -277,7 +271,8 @@ class BertPredictionHeadTransform(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.act(self.dense(hidden_states)))
+        out: torch.Tensor = self.LayerNorm(self.act(self.dense(hidden_states)))
+        return out
 
 
 class BertLMPredictionHead(nn.Module):
@@ -295,7 +290,8 @@ class BertLMPredictionHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(hidden_states))
+        logits: torch.Tensor = self.decoder(self.transform(hidden_states))
+        return logits
 
 
 class BertOnlyMLMHead(nn.Module):
@@ -304,7 +300,8 @@ class BertOnlyMLMHead(nn.Module):
         self.predictions = BertLMPredictionHead(config)
 
     def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return self.predictions(sequence_output)
+        logits: torch.Tensor = self.predictions(sequence_output)
+        return logits
 
 
 class BertOnlyNSPHead(nn.Module):
@@ -313,7 +310,8 @@ class BertOnlyNSPHead(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
     def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
-        return self.seq_relationship(pooled_output)
+        logits: torch.Tensor = self.seq_relationship(pooled_output)
+        return logits
 
 
 class BertPreTrainingHeads(nn.Module):
@@ -324,7 +322,7 @@ class BertPreTrainingHeads(nn.Module):
 
 
 class BertPreTrainedModel(nn.Module):
-    """What every BERT model class shares: config class, prefix, tying and init."""
+    """What every BERT model class shares: config class, prefix, config checks and init."""
 
     config_class = BertConfig
     base_model_prefix = "bert"
@@ -338,19 +336,8 @@ class BertPreTrainedModel(nn.Module):
 
     @property
     def tied_weights(self) -> dict[str, str]:
-        """``{dest: source}`` parameter names that share one tensor."""
+        """``{dest: source}`` parameter names that share one tensor (the heads' are in :class:`heads.TaskModel`)."""
         return {}
-
-    def tied_source(self, dest: str) -> nn.Parameter | None:
-        """The Parameter ``dest`` is tied to, or None."""
-        source = self.tied_weights.get(dest)
-        return None if source is None else self.get_parameter(source)
-
-    def tie_weights(self) -> None:
-        """Make every ``tied_weights`` destination the same Parameter as its source."""
-        for dest, source in self.tied_weights.items():
-            module_name, _, attr = dest.rpartition(".")
-            setattr(self.get_submodule(module_name), attr, self.get_parameter(source))
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -370,10 +357,8 @@ class BertPreTrainedModel(nn.Module):
         elif isinstance(module, BertLMPredictionHead):
             module.bias.zero_()
             # ``apply`` visits the decoder after the embeddings: keep the tied padding row zero.
-            if (
-                module.decoder.weight is self.tied_source("cls.predictions.decoder.weight")
-                and self.config.pad_token_id is not None
-            ):
+            tied = isinstance(self, heads.TaskModel) and module.decoder.weight is self.get_input_embeddings().weight
+            if tied and self.config.pad_token_id is not None:
                 module.decoder.weight[self.config.pad_token_id].zero_()
 
 
@@ -416,12 +401,15 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
+        if input_ids is not None and inputs_embeds is None:
+            shape = tuple(input_ids.shape)
+        elif inputs_embeds is not None and input_ids is None:
+            shape = tuple(inputs_embeds.shape[:-1])
+        else:
             raise ModelInputError(
                 "BertModel: pass exactly one of input_ids or inputs_embeds, "
                 f"found {'both' if input_ids is not None else 'neither'}"
             )
-        shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
         if len(shape) != 2:
             raise ModelInputError(
                 f"BertModel: input_ids must have shape (batch, seq_len), found shape {shape}",
@@ -442,7 +430,7 @@ class BertModel(BertPreTrainedModel):
         mask, is_causal = self._attention_mask(attention_mask, shape[1], hidden.device)
 
         all_hidden = [hidden] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
+        all_attentions: list[torch.Tensor] | None = [] if output_attentions else None
         for layer in self.encoder.layer:
             hidden, probs = layer(hidden, mask, is_causal, output_attentions)
             if all_hidden is not None:
@@ -462,311 +450,110 @@ class BertForTextEncoding(BertModel):
     """The ``text-encoding`` task: the bare trunk (transformers' AutoModelForTextEncoding maps bert to BertModel)."""
 
 
-class _TiedLMHeadMixin:
-    """``tied_weights`` of the models that carry ``cls.predictions``."""
-
-    config: BertConfig
-
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        if not self.config.tie_word_embeddings:
-            return {}
-        return {
-            "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-            "cls.predictions.decoder.bias": "cls.predictions.bias",
-        }
+# --- task heads (factory.models.heads): BertModel under ``bert`` plus the head layers -----------------
+_DROPOUT = heads.dropout("hidden_dropout_prob")
+_NO_POOLER = {"add_pooling_layer": False}
+_TIED_LM = {
+    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}
 
 
-class BertForPreTraining(_TiedLMHeadMixin, BertPreTrainedModel):
+def _span_outputs(config: BertConfig) -> nn.Linear:
+    """``qa_outputs``: transformers sizes it by ``num_labels``, which must be 2 (start and end)."""
+    if config.num_labels != 2:
+        raise ConfigError(
+            f"BertForQuestionAnswering: needs num_labels == 2 (start and end logits), found {config.num_labels}",
+            hint="remove num_labels / id2label from the config, or set num_labels=2",
+        )
+    return nn.Linear(config.hidden_size, 2)
+
+
+class BertTaskModel(heads.TaskModel, BertPreTrainedModel):
+    """The base of the BERT heads: a :class:`BertModel` under ``bert``."""
+
+    trunk_class = BertModel
+
+
+class BertForPreTraining(BertTaskModel):
     """Masked-LM and next-sentence heads; ``loss`` needs both ``labels`` and ``next_sentence_label``."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config)
-        self.cls = BertPreTrainingHeads(config)
-        self.tie_weights()
+    output_class = PreTrainingOutput
+    label_names = ("labels", "next_sentence_label")
+    head_layers = {"cls": BertPreTrainingHeads}
+    tied = _TIED_LM
+    cls: BertPreTrainingHeads
 
-    def forward(
+    def predict(self, out: BaseModelOutput, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        return {
+            "prediction_logits": self.cls.predictions(out.last_hidden_state),
+            "seq_relationship_logits": self.cls.seq_relationship(out.pooler_output),
+        }
+
+    def loss(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        next_sentence_label: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> PreTrainingOutput:
-        if (labels is None) != (next_sentence_label is None):
+        prediction_logits: torch.Tensor,
+        seq_relationship_logits: torch.Tensor,
+        labels: torch.Tensor | None,
+        next_sentence_label: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if labels is None or next_sentence_label is None:
             raise ModelInputError(
                 "BertForPreTraining: the pre-training loss needs both labels (masked LM) and "
                 f"next_sentence_label, found only {'labels' if labels is not None else 'next_sentence_label'}",
                 hint="pass both, or use BertForMaskedLM / BertForNextSentencePrediction for one loss",
             )
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        prediction_logits = self.cls.predictions(out.last_hidden_state)
-        seq_relationship_logits = self.cls.seq_relationship(out.pooler_output)
-        loss = None
-        if labels is not None:
-            loss = heads.cross_entropy_loss(prediction_logits, labels) + heads.cross_entropy_loss(
-                seq_relationship_logits, next_sentence_label
-            )
-        return PreTrainingOutput(
-            loss=loss,
-            prediction_logits=prediction_logits,
-            seq_relationship_logits=seq_relationship_logits,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
+        return heads.cross_entropy_loss(prediction_logits, labels) + heads.cross_entropy_loss(
+            seq_relationship_logits, next_sentence_label
         )
 
 
-class BertForMaskedLM(_TiedLMHeadMixin, BertPreTrainedModel):
+class BertForMaskedLM(heads.MaskedLM, BertTaskModel):
     """Masked language modelling; ``labels`` of -100 are ignored in the loss."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
-        self.tie_weights()
+    trunk_options = _NO_POOLER
+    head_layers = {"cls": BertOnlyMLMHead}
+    tied = _TIED_LM
+    cls: BertOnlyMLMHead
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.cls.predictions.decoder
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> MaskedLMOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.cls(out.last_hidden_state)
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
-
-class BertForNextSentencePrediction(BertPreTrainedModel):
+class BertForNextSentencePrediction(BertTaskModel):
     """Is sentence B the continuation of sentence A? ``labels``: 0 = yes, 1 = random."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config)
-        self.cls = BertOnlyNSPHead(config)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> NextSentencePredictorOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.cls(out.pooler_output)
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return NextSentencePredictorOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
+    output_class = NextSentencePredictorOutput
+    pool = heads.pooler_output
+    head_layers = {"cls": BertOnlyNSPHead}
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
+class BertForSequenceClassification(heads.SequenceClassification, BertTaskModel):
     """Linear head on the pooled output; regression, single- or multi-label loss by ``problem_type``."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config)
-        self.dropout = heads.classifier_dropout(config, "hidden_dropout_prob")
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.classifier(self.dropout(out.pooler_output))
-        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
+    pool = heads.pooler_output
+    head_layers = {"dropout": _DROPOUT, "classifier": heads.linear("num_labels")}
 
 
-class BertForMultipleChoice(BertPreTrainedModel):
-    """Scores each of ``num_choices`` candidates; inputs are ``(batch, num_choices, seq_len)``."""
+class BertForMultipleChoice(heads.MultipleChoice, BertTaskModel):
+    """Scores each of ``num_choices`` candidates by its pooled output; inputs ``(batch, num_choices, seq_len)``."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config)
-        self.dropout = heads.classifier_dropout(config, "hidden_dropout_prob")
-        self.classifier = nn.Linear(config.hidden_size, 1)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> MultipleChoiceOutput:
-        reference = input_ids if input_ids is not None else inputs_embeds
-        expected = 3 if input_ids is not None else 4
-        if reference is None or reference.dim() != expected:
-            found = None if reference is None else tuple(reference.shape)
-            raise ModelInputError(
-                f"BertForMultipleChoice: input_ids must have shape (batch, num_choices, seq_len) "
-                f"(inputs_embeds: plus hidden), found {found}"
-            )
-        num_choices = reference.shape[1]
-
-        def flat(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.reshape(-1, *t.shape[2:])
-
-        out = self.bert(
-            input_ids=flat(input_ids),
-            attention_mask=flat(attention_mask),
-            token_type_ids=flat(token_type_ids),
-            position_ids=flat(position_ids),
-            inputs_embeds=flat(inputs_embeds),
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return MultipleChoiceOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
+    pool = heads.pooler_output
+    head_layers = {"dropout": _DROPOUT, "classifier": heads.linear(1)}
 
 
-class BertForTokenClassification(BertPreTrainedModel):
+class BertForTokenClassification(heads.TokenClassification, BertTaskModel):
     """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = heads.classifier_dropout(config, "hidden_dropout_prob")
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
+    trunk_options = _NO_POOLER
+    head_layers = {"dropout": _DROPOUT, "classifier": heads.linear("num_labels")}
 
 
-class BertForQuestionAnswering(BertPreTrainedModel):
+class BertForQuestionAnswering(heads.QuestionAnswering, BertTaskModel):
     """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(
-                f"BertForQuestionAnswering: needs num_labels == 2 (start and end logits), found {config.num_labels}",
-                hint="remove num_labels / id2label from the config, or set num_labels=2",
-            )
-        self.num_labels = 2
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> QuestionAnsweringOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
-        return QuestionAnsweringOutput(
-            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
+    trunk_options = _NO_POOLER
+    head_layers = {"qa_outputs": _span_outputs}
 
 
 __all__ = [
@@ -780,4 +567,5 @@ __all__ = [
     "BertForTextEncoding",
     "BertForTokenClassification",
     "BertModel",
+    "BertTaskModel",
 ]

@@ -163,7 +163,7 @@ class Config:
         return hasattr(self, key)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+        return type(other) is type(self) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
         body = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)

@@ -40,7 +40,7 @@ def _token_ids(value: int | Sequence[int] | None, name: str) -> list[int] | None
     if isinstance(value, torch.Tensor):
         value = value.flatten().tolist()
     try:
-        ids = [int(v) for v in value]  # type: ignore[union-attr]
+        ids = [int(v) for v in value]
     except (TypeError, ValueError):
         raise GenerationError(f"{name} must be an int or a list of ints, got {value!r}") from None
     return ids or None
@@ -97,11 +97,11 @@ def _check_arguments(
     if attention_mask is not None and (
         not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(input_ids.shape)
     ):
-        found = (
+        mask_found = (
             tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
         )
         raise GenerationError(
-            f"attention_mask must be a tensor shaped like input_ids {tuple(input_ids.shape)}, got {found}",
+            f"attention_mask must be a tensor shaped like input_ids {tuple(input_ids.shape)}, got {mask_found}",
             hint="pass the attention_mask the tokenizer returned with these input_ids",
         )
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
@@ -132,14 +132,14 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
-) -> torch.LongTensor:
+) -> torch.Tensor:
     """Generate up to ``max_new_tokens`` tokens after each (left-padded) prompt of ``model``.
 
     Greedy by default; ``do_sample=True`` samples after temperature/top-k/top-p
     warping, drawing from ``generator`` when given. ``eos_token_id`` (int or
     list) and ``pad_token_id`` default to ``model.config``'s; when there is no
     pad id the first EOS id pads. Rows that emitted EOS are padded and the loop
-    stops once all rows have. Returns ``[batch, prompt + new]`` token ids.
+    stops once all rows have. Returns ``[batch, prompt + new]`` token ids (int64).
     """
     _check_arguments(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
     config = getattr(model, "config", None)
@@ -155,7 +155,8 @@ def generate(
 
     input_ids = input_ids.long()
     device = input_ids.device
-    eos_tensor = torch.tensor(eos, device=device) if eos is not None else None
+    # With EOS ids there is always a pad id (the first EOS id when nothing else gives one).
+    finish = (torch.tensor(eos, device=device), pad_token_id) if eos is not None and pad_token_id is not None else None
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
         # Infer padding like transformers: only when pad is used and cannot be confused with EOS.
@@ -182,11 +183,12 @@ def generate(
             next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
         else:
             next_tokens = logits.argmax(dim=-1)
-        if eos_tensor is not None:
-            next_tokens = torch.where(unfinished, next_tokens, pad_token_id)
+        if finish is not None:
+            eos_tensor, pad = finish
+            next_tokens = torch.where(unfinished, next_tokens, pad)
             unfinished = unfinished & ~torch.isin(next_tokens, eos_tensor)
         sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
-        if eos_tensor is not None and not bool(unfinished.any()):
+        if finish is not None and not bool(unfinished.any()):
             break
         step_ids = next_tokens[:, None]
         step_positions = position_ids[:, -1:] + 1

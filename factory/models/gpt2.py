@@ -10,6 +10,7 @@ plus the padding mask; with past keys/values it extends a KV cache laid out as
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,14 +20,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.generation import GenerationMixin
-from factory.models.outputs import (
-    BaseModelOutput,
-    CausalLMOutput,
-    QuestionAnsweringOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from factory.models.outputs import BaseModelOutput
 
 KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -82,7 +76,7 @@ class _QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": lambda: nn.GELU(),
     "gelu_new": lambda: nn.GELU(approximate="tanh"),
     "gelu_fast": lambda: nn.GELU(approximate="tanh"),
@@ -186,7 +180,8 @@ class GPT2MLP(nn.Module):
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+        out: torch.Tensor = self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+        return out
 
 
 class GPT2Block(nn.Module):
@@ -252,9 +247,9 @@ class GPT2PreTrainedModel(nn.Module):
     # Causal-mask buffers that old GPT-2 checkpoints (e.g. openai-community/gpt2) still carry.
     _keys_to_ignore_on_load_unexpected = [r"\.attn\.bias$", r"\.attn\.masked_bias$"]
 
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        return {}
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.config = config
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -276,13 +271,12 @@ class GPT2Model(GPT2PreTrainedModel):
     """The GPT-2 trunk: token + position embeddings, blocks, final LayerNorm."""
 
     def __init__(self, config: GPT2Config) -> None:
-        super().__init__()
+        super().__init__(config)
         if config.add_cross_attention:
             raise ConfigError(
                 "GPT-2 with add_cross_attention=True (decoder of an encoder-decoder) is not supported natively",
                 hint="build this checkpoint with transformers, or set add_cross_attention to false",
             )
-        self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
         self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.drop = nn.Dropout(config.embd_pdrop)
@@ -344,139 +338,31 @@ class GPT2Model(GPT2PreTrainedModel):
         )
 
 
-class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
+# --- task heads (factory.models.heads): GPT2Model under ``transformer`` plus the head layers ------------
+class GPT2TaskModel(heads.TaskModel, GPT2PreTrainedModel):
+    """The base of the GPT-2 heads: a :class:`GPT2Model` under ``transformer``."""
+
+    trunk_class = GPT2Model
+
+
+class GPT2LMHeadModel(heads.CausalLM, GPT2TaskModel):
     """GPT-2 with the language-modelling head (tied to ``wte`` by default); supports ``generate``."""
 
-    def __init__(self, config: GPT2Config) -> None:
-        super().__init__()
-        self.config = config
-        self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.transformer.wte.weight
-
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        return {"lm_head.weight": "transformer.wte.weight"} if self.config.tie_word_embeddings else {}
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        token_type_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> CausalLMOutput:
-        out = self.transformer(
-            input_ids, attention_mask, position_ids, past_key_values, use_cache,
-            token_type_ids, inputs_embeds, output_hidden_states,
-        )  # fmt: skip
-        logits = self.lm_head(out.last_hidden_state)
-        loss = heads.causal_lm_loss(logits, labels) if labels is not None else None
-        return CausalLMOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
+    tied = {"lm_head.weight": "transformer.wte.weight"}
 
 
-class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+class GPT2ForSequenceClassification(heads.DecoderSequenceClassification, GPT2TaskModel):
     """Classifies each sequence from its last non-padding token, like transformers."""
 
-    def __init__(self, config: GPT2Config) -> None:
-        super().__init__()
-        self.config = config
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        token_type_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        out = self.transformer(
-            input_ids, attention_mask, position_ids, past_key_values, use_cache,
-            token_type_ids, inputs_embeds, output_hidden_states,
-        )  # fmt: skip
-        last = heads.last_token(out.last_hidden_state, input_ids, self.config.pad_token_id, type(self).__name__)
-        logits = self.score(last)
-        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
-
-
-class GPT2ForTokenClassification(GPT2PreTrainedModel):
+class GPT2ForTokenClassification(heads.TokenClassification, GPT2TaskModel):
     """A linear classifier on every token's final hidden state."""
 
-    def __init__(self, config: GPT2Config) -> None:
-        super().__init__()
-        self.config = config
-        self.num_labels = config.num_labels
-        self.transformer = GPT2Model(config)
-        self.dropout = heads.classifier_dropout(config, "hidden_dropout")
-        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        out = self.transformer(
-            input_ids, attention_mask, position_ids, token_type_ids=token_type_ids,
-            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
-        )  # fmt: skip
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    head_layers = {"dropout": heads.dropout("hidden_dropout"), "classifier": heads.linear("num_labels")}
 
 
-class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
+class GPT2ForQuestionAnswering(heads.QuestionAnswering, GPT2TaskModel):
     """Span start/end logits for extractive question answering."""
-
-    def __init__(self, config: GPT2Config) -> None:
-        super().__init__()
-        self.config = config
-        self.transformer = GPT2Model(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> QuestionAnsweringOutput:
-        out = self.transformer(
-            input_ids, attention_mask, position_ids, token_type_ids=token_type_ids,
-            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
-        )  # fmt: skip
-        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
-        return QuestionAnsweringOutput(
-            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=out.hidden_states,
-        )
 
 
 __all__: list[str] = [
@@ -488,5 +374,6 @@ __all__: list[str] = [
     "GPT2LMHeadModel",
     "GPT2Model",
     "GPT2PreTrainedModel",
+    "GPT2TaskModel",
     "ModelInputError",
 ]

@@ -1,11 +1,77 @@
-"""What the task heads of the native families share: losses and pooling, as transformers computes them.
+"""Task heads: the one mechanism every native family uses for its ``XFor<Task>`` classes.
 
-The head layers themselves (and so their checkpoint names) stay in each family's
-module; these functions only turn their outputs into predictions and losses.
-Cross-entropy over labels ignores ``-100`` entries.
+A task model is a family's trunk plus a few head layers. The trunk is stored under the
+family's ``base_model_prefix`` (``bert``, ``transformer``, ``model``) and the head layers
+next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs``,
+``lm_head``, ``cls``...), so parameter names stay transformers' checkpoint keys.
+:class:`TaskModel` runs every head the same way::
+
+    model(input_ids, attention_mask=..., labels=...)
+        labels = the label_names popped from the inputs (labels; start/end_positions...)
+        out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
+        fields = predict(out, inputs)                  # {"logits": head layers(pool(out, inputs))}
+        loss   = loss(**fields, **labels)              # only when a label is given
+        return output_class(loss=loss, **fields, **the trunk output's fields of the same names)
+
+So the trunk's ``past_key_values``, ``hidden_states`` and ``attentions`` (and a seq2seq
+trunk's ``encoder_last_hidden_state``...) pass on to every output class that has those
+fields. The generic heads below fix, per task, the loss, the output class and the label
+names, and some give transformers' usual layers:
+
+=======================  ==================================  =========================================
+class                    loss (labels)                       defaults
+=======================  ==================================  =========================================
+CausalLM                 next-token CE (labels)              lm_head, tied to model.embed_tokens,
+                                                             logits_to_keep, ``generate``
+MaskedLM                 CE, -100 ignored (labels)           --
+SequenceClassification   by problem_type (labels)            --
+TokenClassification      CE, -100 ignored (labels)           --
+QuestionAnswering        span CE (start/end_positions)       qa_outputs = Linear(hidden, 2)
+MultipleChoice           CE (labels)                         inputs [batch, choices, ...] flattened
+-----------------------  ----------------------------------  -----------------------------------------
+DecoderSequence-         as SequenceClassification           score (no bias) on the last non-pad token
+Classification                                               (transformers' generic decoder heads)
+DecoderToken-            as TokenClassification              dropout, score
+Classification
+=======================  ==================================  =========================================
+
+``pool`` defaults to :func:`every_token` (the last hidden state, every position).
+
+A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVar`` s):
+
+- ``trunk_class`` (with ``trunk_options``, e.g. ``{"add_pooling_layer": False}``): the
+  trunk is ``trunk_class(config, **trunk_options)``, stored under ``base_model_prefix``;
+- ``head_layers``: ``{checkpoint name: builder(config) -> nn.Module}``, built in order after
+  the trunk and applied in that order (:func:`dropout` and :func:`linear` build the usual
+  ones; a module class taking the config is a builder too);
+- ``pool(model, out, inputs)``: what the layers read: :func:`pooler_output`,
+  :func:`first_token`, :func:`last_token` (decoders), :func:`every_token`, or your own;
+- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``.
+
+A family file defines its trunk, one base for its heads and one line group per head::
+
+    class BertTaskModel(heads.TaskModel, BertPreTrainedModel):
+        trunk_class = BertModel
+
+    class BertForSequenceClassification(heads.SequenceClassification, BertTaskModel):
+        pool = heads.pooler_output
+        head_layers = {"dropout": heads.dropout("hidden_dropout_prob"), "classifier": heads.linear("num_labels")}
+
+The family's base class (``BertPreTrainedModel``) must take the config in ``__init__``
+and come after the head classes in the bases, so that its ``base_model_prefix``,
+``config_class`` and ``_init_weights`` are found. Everything else is a method to override
+where a head differs: :meth:`TaskModel.predict` (several outputs, as BERT pre-training),
+:meth:`TaskModel.loss`, :meth:`TaskModel.run_trunk` (inputs reshaped, as multiple choice).
+A head layer added in an ``__init__`` of its own is not in ``head_layers``: apply it in
+``predict``, and call ``tie_weights()`` again if ``tied`` names it.
+Cross-entropy over labels ignores ``-100`` entries; losses are those transformers computes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any, ClassVar, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -13,21 +79,34 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models.configuration import Config
+from factory.models.generation import GenerationMixin
+from factory.models.outputs import (
+    CausalLMOutput,
+    MaskedLMOutput,
+    ModelOutput,
+    MultipleChoiceOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+#: Builds one head layer from the config.
+LayerBuilder = Callable[[Any], nn.Module]
 
 
 class PadTokenError(ConfigError, ModelInputError):
     """A batch was to be classified by each row's last token, but the config names no pad token to find it."""
 
 
-def classifier_dropout(config: Config, *fallbacks: str, default: float = 0.1) -> nn.Dropout:
-    """Dropout before a classifier: ``classifier_dropout``, else the first of ``fallbacks`` set, else ``default``."""
-    for name in ("classifier_dropout", *fallbacks):
-        p = getattr(config, name, None)
-        if p is not None:
-            return nn.Dropout(p)
-    return nn.Dropout(default)
+class Trunk(Protocol):
+    """What a head needs of a family's trunk: keyword inputs in, a ``BaseModelOutput`` out."""
+
+    def __call__(self, **inputs: Any) -> Any: ...
+
+    def get_input_embeddings(self) -> nn.Module: ...
 
 
+# --- losses -----------------------------------------------------------------------
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``logits [..., classes]`` against ``labels [...]`` (per token, per sequence...).
 
@@ -66,37 +145,6 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-def last_token(
-    hidden: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None, owner: str
-) -> torch.Tensor:
-    """Each row's ``hidden [batch, seq, ...]`` at its last non-padding token: how decoders classify sequences.
-
-    The rightmost token that is not ``pad_token_id``, so left and right padding both work; the
-    last position when padding cannot be seen (no pad id, or ``inputs_embeds`` instead of ids).
-    A batch of several rows needs the pad id.
-    """
-    batch = hidden.shape[0]
-    if pad_token_id is None and batch != 1:
-        raise PadTokenError(
-            f"{owner} needs config.pad_token_id to find the last token of each of the {batch} sequences "
-            "in a batch, but pad_token_id is null",
-            hint="set pad_token_id in config.json (e.g. to the tokenizer's pad or eos id), "
-            "or classify one sequence at a time",
-        )
-    if pad_token_id is None or input_ids is None:
-        last = torch.full((batch,), hidden.shape[1] - 1, device=hidden.device)
-    else:
-        not_pad = (input_ids != pad_token_id).to(hidden.device, torch.int32)
-        last = (torch.arange(input_ids.shape[-1], device=hidden.device, dtype=torch.int32) * not_pad).argmax(-1)
-    return hidden[torch.arange(batch, device=hidden.device), last]
-
-
-def span_logits(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Start and end logits ``[batch, seq]`` from a question-answering layer's ``[batch, seq, 2]``."""
-    start, end = logits.unbind(dim=-1)
-    return start.contiguous(), end.contiguous()
-
-
 def span_loss(
     start_logits: torch.Tensor,
     end_logits: torch.Tensor,
@@ -116,3 +164,275 @@ def span_loss(
         F.cross_entropy(start_logits, start, ignore_index=ignored)
         + F.cross_entropy(end_logits, end, ignore_index=ignored)
     ) / 2
+
+
+# --- layer builders ------------------------------------------------------------------
+def classifier_dropout(config: Config, *fallbacks: str, default: float = 0.1) -> nn.Dropout:
+    """Dropout before a classifier: ``classifier_dropout``, else the first of ``fallbacks`` set, else ``default``."""
+    for name in ("classifier_dropout", *fallbacks):
+        p = getattr(config, name, None)
+        if p is not None:
+            return nn.Dropout(p)
+    return nn.Dropout(default)
+
+
+def dropout(*fallbacks: str, default: float = 0.1) -> LayerBuilder:
+    """A builder of :func:`classifier_dropout` (``dropout("hidden_dropout_prob")``)."""
+    return lambda config: classifier_dropout(config, *fallbacks, default=default)
+
+
+def linear(out_features: str | int, *, bias: bool = True) -> LayerBuilder:
+    """A builder of ``nn.Linear(config.hidden_size, n)``; ``n`` is a number or a config key (``"num_labels"``)."""
+
+    def build(config: Any) -> nn.Module:
+        n = out_features if isinstance(out_features, int) else getattr(config, out_features)
+        return nn.Linear(config.hidden_size, n, bias=bias)
+
+    return build
+
+
+# --- pooling: what the head layers read ------------------------------------------------
+def every_token(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The last hidden state, every position (token classification, question answering, language models)."""
+    hidden: torch.Tensor = out.last_hidden_state
+    return hidden
+
+
+def pooler_output(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The trunk's own pooled output (BERT's ``tanh(dense(first token))``)."""
+    pooled: torch.Tensor = out.pooler_output
+    return pooled
+
+
+def first_token(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """Each row's first position (``<s>`` / ``[CLS]``), as RoBERTa-style classifiers read it."""
+    hidden: torch.Tensor = out.last_hidden_state
+    return hidden[:, 0]
+
+
+def last_token(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """Each row at its last non-padding token: how decoders classify sequences.
+
+    The rightmost token that is not ``config.pad_token_id``, so left and right padding both
+    work; the last position when padding cannot be seen (no pad id, or ``inputs_embeds``
+    instead of ids). A batch of several rows needs the pad id.
+    """
+    hidden: torch.Tensor = out.last_hidden_state
+    input_ids = inputs.get("input_ids")
+    pad_token_id = model.config.pad_token_id
+    batch = hidden.shape[0]
+    if pad_token_id is None and batch != 1:
+        raise PadTokenError(
+            f"{type(model).__name__} needs config.pad_token_id to find the last token of each of the {batch} "
+            "sequences in a batch, but pad_token_id is null",
+            hint="set pad_token_id in config.json (e.g. to the tokenizer's pad or eos id), "
+            "or classify one sequence at a time",
+        )
+    if pad_token_id is None or input_ids is None:
+        last = torch.full((batch,), hidden.shape[1] - 1, device=hidden.device)
+    else:
+        not_pad = (input_ids != pad_token_id).to(hidden.device, torch.int32)
+        last = (torch.arange(input_ids.shape[-1], device=hidden.device, dtype=torch.int32) * not_pad).argmax(-1)
+    return hidden[torch.arange(batch, device=hidden.device), last]
+
+
+def kept_tokens(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """Every position, or the last ``logits_to_keep`` ones when that input is given (language models)."""
+    hidden: torch.Tensor = out.last_hidden_state
+    keep = inputs.get("logits_to_keep") or 0
+    return hidden[:, -keep:] if keep else hidden
+
+
+Pool = Callable[["TaskModel", Any, Mapping[str, Any]], torch.Tensor]
+
+
+# --- the mechanism --------------------------------------------------------------------
+class TaskModel(nn.Module):
+    """A trunk under ``base_model_prefix`` plus ``head_layers``; see the module docstring.
+
+    Subclasses declare the class attributes below; ``base_model_prefix``, ``config_class`` and
+    ``_init_weights`` come from the family's base class, which must come later in the bases.
+    """
+
+    base_model_prefix: ClassVar[str]
+    #: Builds the trunk: ``trunk_class(config, **trunk_options)``.
+    trunk_class: ClassVar[Callable[..., Trunk]]
+    trunk_options: ClassVar[Mapping[str, Any]] = {}
+    #: ``{checkpoint name: builder(config)}``: the head layers, applied in this order.
+    head_layers: ClassVar[Mapping[str, LayerBuilder]] = {}
+    #: What the head layers read from the trunk's output.
+    pool: ClassVar[Pool] = every_token
+    #: The output dataclass; ``loss`` and the fields :meth:`predict` returns are set.
+    output_class: ClassVar[type[ModelOutput]]
+    #: Keyword arguments of ``forward`` that are labels (passed to :meth:`loss`, not to the trunk).
+    label_names: ClassVar[tuple[str, ...]] = ("labels",)
+    #: Keyword arguments of ``forward`` the head reads (in :meth:`predict`) and the trunk does not get.
+    head_inputs: ClassVar[tuple[str, ...]] = ()
+    #: ``{dest: source}`` parameter names that are one tensor when ``config.tie_word_embeddings``.
+    tied: ClassVar[Mapping[str, str]] = {}
+
+    config: Any
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)  # the family's base class: stores and checks the config
+        setattr(self, self.base_model_prefix, self.trunk_class(config, **self.trunk_options))
+        for name, build in self.head_layers.items():
+            setattr(self, name, build(config))
+        self.tie_weights()
+
+    @property
+    def trunk(self) -> Trunk:
+        trunk: Trunk = getattr(self, self.base_model_prefix)
+        return trunk
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.trunk.get_input_embeddings()
+
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        """``{dest: source}`` parameter names that share one tensor (read by the builder and ``factory.save``)."""
+        return dict(self.tied) if getattr(self.config, "tie_word_embeddings", False) else {}
+
+    def tie_weights(self) -> None:
+        """Make every ``tied_weights`` destination the same Parameter as its source."""
+        for dest, source in self.tied_weights.items():
+            module_name, _, attr = dest.rpartition(".")
+            setattr(self.get_submodule(module_name), attr, self.get_parameter(source))
+
+    def forward(self, input_ids: torch.Tensor | None = None, **inputs: Any) -> Any:
+        """The trunk's inputs (by keyword after ``input_ids``), the labels and the head's own inputs."""
+        inputs["input_ids"] = input_ids
+        labels = {name: inputs.pop(name, None) for name in self.label_names}
+        out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
+        predictions = self.predict(out, inputs)
+        loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
+        carried = {f.name: getattr(out, f.name) for f in fields(self.output_class) if hasattr(out, f.name)}
+        return self.output_class(**{**carried, "loss": loss, **predictions})
+
+    def run_trunk(self, inputs: dict[str, Any]) -> Any:
+        return self.trunk(**inputs)
+
+    def run_head(self, features: torch.Tensor) -> torch.Tensor:
+        """The ``head_layers`` applied in order."""
+        for name in self.head_layers:
+            features = cast(nn.Module, self._modules[name])(features)
+        return features
+
+    def predict(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The output fields besides ``loss``: ``logits`` of the head layers on ``pool``."""
+        return {"logits": self.run_head(self.pool(out, inputs))}
+
+    def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor | None:
+        """Called with :meth:`predict`'s fields and the ``label_names`` by keyword, when a label is given.
+
+        The default is :func:`cross_entropy_loss` of ``logits`` and ``labels``.
+        """
+        return cross_entropy_loss(*args, **kwargs)
+
+
+class CausalLM(TaskModel, GenerationMixin):
+    """Next-token logits; ``labels`` (shifted inside, -100 ignored) give the mean cross-entropy.
+
+    ``logits_to_keep=n`` computes logits for the last ``n`` positions only (0: all). Supports
+    ``generate`` (:mod:`factory.models.generation`).
+    """
+
+    output_class = CausalLMOutput
+    head_inputs = ("logits_to_keep",)
+    head_layers = {"lm_head": linear("vocab_size", bias=False)}
+    tied = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    pool = kept_tokens
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.get_submodule("lm_head")
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        return causal_lm_loss(logits, labels)
+
+
+class MaskedLM(TaskModel):
+    """Vocabulary logits per token; ``labels`` of -100 are ignored in the loss."""
+
+    output_class = MaskedLMOutput
+
+
+class SequenceClassification(TaskModel):
+    """One prediction per sequence; regression, single- or multi-label loss by ``config.problem_type``."""
+
+    output_class = SequenceClassifierOutput
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        return sequence_classification_loss(logits, labels, self.config)
+
+
+class DecoderSequenceClassification(SequenceClassification):
+    """transformers' generic decoder head: ``score`` (no bias) on each row's last non-padding token."""
+
+    pool = last_token
+    head_layers = {"score": linear("num_labels", bias=False)}
+
+
+class TokenClassification(TaskModel):
+    """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
+
+    output_class = TokenClassifierOutput
+
+
+def _token_score(config: Any) -> nn.Module:
+    return nn.Linear(config.hidden_size, config.num_labels, bias=getattr(config, "token_classification_bias", True))
+
+
+class DecoderTokenClassification(TokenClassification):
+    """transformers' generic decoder head: dropout, then ``score`` (biased unless ``token_classification_bias``
+    is false)."""
+
+    head_layers = {"dropout": dropout("hidden_dropout"), "score": _token_score}
+
+
+class QuestionAnswering(TaskModel):
+    """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
+
+    output_class = QuestionAnsweringOutput
+    label_names = ("start_positions", "end_positions")
+    head_layers = {"qa_outputs": linear(2)}
+
+    def predict(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        start, end = self.run_head(self.pool(out, inputs)).unbind(dim=-1)
+        return {"start_logits": start.contiguous(), "end_logits": end.contiguous()}
+
+    def loss(
+        self,
+        start_logits: torch.Tensor,
+        end_logits: torch.Tensor,
+        start_positions: torch.Tensor | None,
+        end_positions: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        return span_loss(start_logits, end_logits, start_positions, end_positions)
+
+
+class MultipleChoice(TaskModel):
+    """Scores each of ``num_choices`` candidates: inputs ``[batch, num_choices, seq_len]``, logits ``[batch, choices]``.
+
+    The trunk sees every choice as a row of its own; the head layers give one score each.
+    """
+
+    output_class = MultipleChoiceOutput
+
+    def run_trunk(self, inputs: dict[str, Any]) -> Any:
+        self._num_choices(inputs)
+        return super().run_trunk({k: v.flatten(0, 1) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+
+    def predict(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        return {"logits": self.run_head(self.pool(out, inputs)).view(-1, self._num_choices(inputs))}
+
+    def _num_choices(self, inputs: Mapping[str, Any]) -> int:
+        ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
+        reference, expected = (ids, 3) if ids is not None else (embeds, 4)
+        if reference is None or reference.dim() != expected:
+            found = None if reference is None else tuple(reference.shape)
+            raise ModelInputError(
+                f"{type(self).__name__}: input_ids must have shape (batch, num_choices, seq_len) "
+                f"(inputs_embeds: plus hidden), found {found}"
+            )
+        return int(reference.shape[1])

@@ -20,6 +20,7 @@ tuple over layers of ``(key, value)`` tensors ``[batch, kv_heads, seq, head_dim]
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -29,14 +30,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.generation import GenerationMixin
-from factory.models.outputs import (
-    BaseModelOutput,
-    CausalLMOutput,
-    QuestionAnsweringOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from factory.models.outputs import BaseModelOutput
 
 KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -49,7 +43,7 @@ ROPE_TYPES: dict[str, tuple[str, ...]] = {
     "yarn": ("original_max_position_embeddings",),
 }
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
     "swish": F.silu,
     "gelu": F.gelu,
@@ -72,7 +66,7 @@ class _DecoderConfig(Config):
     intermediate_size: int = 11008
     num_hidden_layers: int = 32
     num_attention_heads: int = 32
-    num_key_value_heads: int | None = None
+    num_key_value_heads: int = None  # type: ignore[assignment]  # num_attention_heads after __init__
     hidden_act: str = "silu"
     max_position_embeddings: int = 2048
     initializer_range: float = 0.02
@@ -82,7 +76,8 @@ class _DecoderConfig(Config):
     bos_token_id: int | None = None
     eos_token_id: Any = None
     tie_word_embeddings: bool = False
-    rope_parameters: dict | None = None
+    # Normalised by __init__: always set on an instance, None only as the written default.
+    rope_parameters: dict[str, Any] = None  # type: ignore[assignment]  # a dict after __init__
     attention_dropout: float = 0.0
 
     #: Qwen3 normalises each query/key head before rotary.
@@ -141,7 +136,7 @@ class LlamaConfig(_DecoderConfig):
 class MistralConfig(_DecoderConfig):
     model_type = "mistral"
     intermediate_size: int = 14336
-    num_key_value_heads: int | None = 8
+    num_key_value_heads: int = 8
     head_dim: int | None = None
     max_position_embeddings: int = 4096 * 32
     bos_token_id: int | None = 1
@@ -161,12 +156,12 @@ class Qwen2Config(_DecoderConfig):
     model_type = "qwen2"
     vocab_size: int = 151936
     intermediate_size: int = 22016
-    num_key_value_heads: int | None = 32
+    num_key_value_heads: int = 32
     max_position_embeddings: int = 32768
     use_sliding_window: bool = False
     sliding_window: int | None = 4096
     max_window_layers: int = 28
-    layer_types: list | None = None
+    layer_types: list[str] = None  # type: ignore[assignment]  # derived from the window fields in __init__
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -204,7 +199,8 @@ class Qwen3Config(Qwen2Config):
 
 
 def _head_dim(config: Config) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return head_dim
 
 
 def check_config(config: _DecoderConfig) -> None:
@@ -266,18 +262,17 @@ def rope_frequencies(config: _DecoderConfig, seq_len: torch.Tensor | None = None
     base = rope["rope_theta"]
     dim = _head_dim(config)
     exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
-    factor = rope.get("factor")
+    factor: Any = rope.get("factor")  # present for the rope types that use it (check_config)
 
     if kind == "dynamic":
         # NTK-aware base for sequences beyond max_position_embeddings (tensor maths on the
         # positions' device, python floats at rest: exactly as transformers does it).
         max_pos = config.max_position_embeddings
-        if seq_len is None:
-            seq_len = max_pos
-        else:
-            seq_len = torch.maximum(seq_len, torch.tensor(max_pos, dtype=seq_len.dtype, device=seq_len.device))
+        length: int | torch.Tensor = max_pos
+        if seq_len is not None:
+            length = torch.maximum(seq_len, torch.tensor(max_pos, dtype=seq_len.dtype, device=seq_len.device))
             exponents = exponents.to(seq_len.device)
-        base = base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2))
+        base = base * ((factor * length / max_pos) - (factor - 1)) ** (dim / (dim - 2))
 
     inv_freq = 1.0 / (base**exponents)
     if kind == "linear":
@@ -333,6 +328,8 @@ def _yarn_frequencies(config: _DecoderConfig, base: float, dim: int) -> tuple[to
 class RotaryEmbedding(nn.Module):
     """cos and sign-folded sin of ``position_ids * inv_freq``, each ``[batch, seq, head_dim]``."""
 
+    inv_freq: torch.Tensor
+
     def __init__(self, config: _DecoderConfig) -> None:
         super().__init__()
         self.config = config
@@ -343,7 +340,7 @@ class RotaryEmbedding(nn.Module):
     def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
         # Module.to(dtype) would cast the frequencies; keep them float32 and only follow the device.
         inv_freq = self.inv_freq
-        super()._apply(fn, recurse)
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # torch leaves Module._apply unannotated
         self.inv_freq = inv_freq.to(self.inv_freq.device)
         return self
 
@@ -401,7 +398,8 @@ class MLP(nn.Module):
         self.act = _ACTIVATIONS[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        out: torch.Tensor = self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        return out
 
 
 class Attention(nn.Module):
@@ -422,11 +420,11 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=o_bias)
+        self.q_norm: RMSNorm | None = None
+        self.k_norm: RMSNorm | None = None
         if config._qk_norm:
             self.q_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
-        else:
-            self.q_norm = self.k_norm = None
 
     def forward(
         self,
@@ -440,7 +438,7 @@ class Attention(nn.Module):
         q = self.q_proj(hidden_states).view(batch, seq, -1, self.head_dim)
         k = self.k_proj(hidden_states).view(batch, seq, -1, self.head_dim)
         v = self.v_proj(hidden_states).view(batch, seq, -1, self.head_dim).transpose(1, 2)
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rotary(q.transpose(1, 2), cos, sin)
         k = apply_rotary(k.transpose(1, 2), cos, sin)
@@ -527,7 +525,7 @@ def causal_mask(
     if window is not None:
         mask = mask & (kv_index > q_index - window)
     mask = mask[None, None]
-    if padded:
+    if padded and attention_mask is not None:
         mask = mask & attention_mask[:, None, None, :].bool()
     return mask
 
@@ -539,9 +537,9 @@ class _PreTrained(nn.Module):
     config_class: ClassVar[type[_DecoderConfig]] = _DecoderConfig
     base_model_prefix: ClassVar[str] = "model"
 
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        return {}
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
 
     def _init_weights(self, module: nn.Module) -> None:
         """transformers' initialisation: normal(0, initializer_range), zero biases and padding row, unit norms."""
@@ -563,9 +561,8 @@ class DecoderModel(_PreTrained):
     """The bare decoder: token embeddings, decoder layers, final norm -> ``last_hidden_state``."""
 
     def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__()
         check_config(config)
-        self.config = config
+        super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -651,155 +648,27 @@ class DecoderModel(_PreTrained):
         return key.shape[2]
 
 
-class _WithTrunk(_PreTrained):
-    """A head on top of ``trunk_class``, stored under ``base_model_prefix`` like transformers."""
+# --- task heads (factory.models.heads): DecoderModel under ``model`` plus the head layers -------------
+class _DecoderTask(heads.TaskModel, _PreTrained):
+    """The base of the decoder heads; each family's classes set ``config_class`` and ``trunk_class``."""
 
     trunk_class: ClassVar[type[DecoderModel]] = DecoderModel
 
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__()
-        self.config = config
-        setattr(self, self.base_model_prefix, self.trunk_class(config))
 
-    @property
-    def trunk(self) -> DecoderModel:
-        return getattr(self, self.base_model_prefix)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.trunk.embed_tokens
+class DecoderForCausalLM(heads.CausalLM, _DecoderTask):
+    """Next-token logits (``lm_head``, tied to ``embed_tokens`` when ``tie_word_embeddings``); ``generate``."""
 
 
-class DecoderForCausalLM(_WithTrunk, GenerationMixin):
-    """Next-token logits; ``labels`` (shifted inside, -100 ignored) give the mean cross-entropy."""
-
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.trunk.embed_tokens.weight
-
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        if self.config.tie_word_embeddings:
-            return {"lm_head.weight": f"{self.base_model_prefix}.embed_tokens.weight"}
-        return {}
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-        logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
-        """``logits_to_keep=n`` computes logits for the last ``n`` positions only (0: all)."""
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
-        )
-        hidden = out.last_hidden_state
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden)
-        loss = heads.causal_lm_loss(logits, labels) if labels is not None else None
-        return CausalLMOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
-
-
-class DecoderForSequenceClassification(_WithTrunk):
+class DecoderForSequenceClassification(heads.DecoderSequenceClassification, _DecoderTask):
     """Scores of the last non-padding token (``config.pad_token_id`` marks padding, left or right)."""
 
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
-        )
-        last = heads.last_token(out.last_hidden_state, input_ids, self.config.pad_token_id, type(self).__name__)
-        logits = self.score(last)
-        loss = heads.sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
-
-
-class DecoderForTokenClassification(_WithTrunk):
+class DecoderForTokenClassification(heads.DecoderTokenClassification, _DecoderTask):
     """Per-token scores; ``labels`` [batch, seq] (-100 ignored) give the mean cross-entropy."""
 
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.dropout = heads.classifier_dropout(config, "hidden_dropout")
-        self.score = nn.Linear(
-            config.hidden_size, self.num_labels, bias=getattr(config, "token_classification_bias", True)
-        )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, output_hidden_states
-        )
-        logits = self.score(self.dropout(out.last_hidden_state))
-        loss = heads.cross_entropy_loss(logits, labels) if labels is not None else None
-        return TokenClassifierOutput(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
-
-
-class DecoderForQuestionAnswering(_WithTrunk):
+class DecoderForQuestionAnswering(heads.QuestionAnswering, _DecoderTask):
     """Span start/end logits; positions outside the input are ignored in the loss."""
-
-    def __init__(self, config: _DecoderConfig) -> None:
-        super().__init__(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> QuestionAnsweringOutput:
-        out = self.trunk(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, False, output_hidden_states
-        )
-        start_logits, end_logits = heads.span_logits(self.qa_outputs(out.last_hidden_state))
-        return QuestionAnsweringOutput(
-            loss=heads.span_loss(start_logits, end_logits, start_positions, end_positions),
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=out.hidden_states,
-        )
 
 
 # --- the registered classes: one trunk and four heads per family ---------------------

@@ -13,8 +13,9 @@ from typing import Any
 Tensor = Any  # torch.Tensor; kept untyped so this module never imports torch
 
 
+@dataclass
 class ModelOutput:
-    """Mixin for output dataclasses: mapping-style access to non-None fields."""
+    """Base of the output dataclasses: mapping-style access to non-None fields."""
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
@@ -39,8 +40,12 @@ class ModelOutput:
         value = getattr(self, key, None)
         return default if value is None else value
 
-    def to_tuple(self) -> tuple:
+    def to_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in self.keys())
+
+
+#: ``hidden_states`` / ``attentions``: one tensor per layer (hidden states: the embeddings first).
+PerLayer = tuple[Tensor, ...] | None
 
 
 @dataclass
@@ -50,25 +55,31 @@ class BaseModelOutput(ModelOutput):
     last_hidden_state: Tensor = None
     pooler_output: Tensor | None = None
     past_key_values: Any | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: PerLayer = None
+    attentions: PerLayer = None
 
 
 @dataclass
-class CausalLMOutput(ModelOutput):
+class LogitsOutput(ModelOutput):
+    """What most task heads return: ``loss``, ``logits`` and what the trunk passes on."""
+
     loss: Tensor | None = None
     logits: Tensor = None
     past_key_values: Any | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: PerLayer = None
+    attentions: PerLayer = None
 
 
-@dataclass
-class MaskedLMOutput(ModelOutput):
-    loss: Tensor | None = None
-    logits: Tensor = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+class CausalLMOutput(LogitsOutput):
+    """Next-token logits ``[batch, seq, vocab]``."""
+
+
+class MaskedLMOutput(LogitsOutput):
+    """Vocabulary logits ``[batch, seq, vocab]`` of a masked language model."""
+
+
+class SequenceClassifierOutput(LogitsOutput):
+    """Also used by next-sentence prediction, multiple choice and token classification."""
 
 
 @dataclass
@@ -76,19 +87,8 @@ class PreTrainingOutput(ModelOutput):
     loss: Tensor | None = None
     prediction_logits: Tensor = None
     seq_relationship_logits: Tensor | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-
-
-@dataclass
-class SequenceClassifierOutput(ModelOutput):
-    """Also used by next-sentence prediction, multiple choice and token classification."""
-
-    loss: Tensor | None = None
-    logits: Tensor = None
-    past_key_values: Any | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: PerLayer = None
+    attentions: PerLayer = None
 
 
 @dataclass
@@ -96,8 +96,8 @@ class QuestionAnsweringOutput(ModelOutput):
     loss: Tensor | None = None
     start_logits: Tensor = None
     end_logits: Tensor = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
+    hidden_states: PerLayer = None
+    attentions: PerLayer = None
 
 
 # Task-specific names transformers users know, sharing one shape.
