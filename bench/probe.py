@@ -212,6 +212,34 @@ def _median(values: list[float]) -> float:
     return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
+def _token_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``input_ids`` + ``attention_mask`` (the last ``pad_rows`` rows half padded); the mask of valid outputs."""
+    import torch
+
+    batch, seq = args["batch"], args["seq"]
+    ids = torch.randint(3, native.config.vocab_size, (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    if args.get("pad_rows"):
+        mask[-args["pad_rows"] :, seq // 2 :] = 0
+    return {"input_ids": ids, "attention_mask": mask}, mask.bool()[..., None]
+
+
+def _encoder_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    import torch
+
+    inputs, valid = _token_inputs(native, args, gen)
+    inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+    return inputs, valid
+
+
+#: forward input kinds: kind -> (make inputs and the mask of outputs to compare, the output to compare).
+#: A family whose forward takes other inputs (pixel values, audio, decoder ids) adds its kind here.
+INPUTS = {
+    "encoder": (_encoder_inputs, lambda o: o.last_hidden_state),
+    "decoder": (_token_inputs, lambda o: o.logits),
+}
+
+
 def probe_forward(args: dict) -> None:
     """Native vs transformers on the same checkpoint, inputs, dtype and thread count, in one process."""
     import torch
@@ -224,25 +252,17 @@ def probe_forward(args: dict) -> None:
     native = factory.build(args["task"], args["path"], dtype=torch.float32).eval()
     reference = getattr(transformers, args["auto"]).from_pretrained(args["path"], dtype=torch.float32).eval()
     gen = torch.Generator().manual_seed(0)
+    make_inputs, out_of = INPUTS[args["kind"]]
+    inputs, valid = make_inputs(native, args, gen)
     batch, seq = args["batch"], args["seq"]
-    vocab = native.config.vocab_size
-    ids = torch.randint(3, vocab, (batch, seq), generator=gen)
-    mask = torch.ones(batch, seq, dtype=torch.long)
-    if args.get("pad_rows"):
-        mask[-args["pad_rows"] :, seq // 2 :] = 0
-    inputs = {"input_ids": ids, "attention_mask": mask}
-    if args["kind"] == "encoder":
-        inputs["token_type_ids"] = torch.zeros_like(ids)
-
-    def out_of(o):
-        return o.last_hidden_state if args["kind"] == "encoder" else o.logits
+    vocab = getattr(native.config, "vocab_size", None)
 
     times: dict[str, list[float]] = {"factory": [], "transformers": []}
     models = {"factory": native, "transformers": reference}
     with torch.inference_mode():
         outs = {side: out_of(m(**inputs)) for side, m in models.items()}
-        valid = mask.bool()[..., None]
-        diff = (outs["factory"] - outs["transformers"]).masked_fill(~valid, 0).abs().max().item()
+        delta = outs["factory"] - outs["transformers"]
+        diff = (delta if valid is None else delta.masked_fill(~valid, 0)).abs().max().item()
         for _ in range(args["warmup"]):
             for m in models.values():
                 m(**inputs)

