@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from factory.build import records
 from factory.build.resolve import Resolution, explain, resolve, task_kind
 from factory.build.targets import import_target
 from factory.errors import CheckpointError, ConfigError, FactoryError
@@ -218,13 +219,13 @@ def _build_native_model(
     config = _config_for(table, res, overrides)
     torch_dtype = resolve_dtype(dtype, config)
     if res.directory is None or not weights:
-        return _fresh(model_cls, config, res, torch_dtype, device).eval()
+        return records.record(_fresh(model_cls, config, res, torch_dtype, device).eval(), config, res.directory)
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = meta.empty_model(model_cls, config, dtype=torch_dtype)
     report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
     model.eval()
     model.factory_load_report = report  # type: ignore[assignment]  # an attribute, not a submodule
-    return model
+    return records.record(model, config, res.directory)
 
 
 def _fresh(model_cls: Any, config: Any, res: Resolution, dtype: Any, device: Any) -> Any:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.build import targets, transformers_builder
+from factory.build import contract, targets, transformers_builder
 from factory.errors import FactoryError, MissingDependencyError, TargetImportError
 from factory.paths import display_path
 from factory.registry.table import Checkpoint, Provenance, Registration, Table
@@ -217,8 +217,8 @@ def _check_imports(lt: _Linter) -> None:
     for (task, arch), obj in imported.items():
         reg = lt.table.registrations[(task, arch)]
         if task == "config":
-            model_type = getattr(obj, "model_type", None)
-            if isinstance(model_type, str) and model_type and model_type != arch:
+            model_type = contract.model_type_of(obj)
+            if model_type and model_type != arch:
                 lt.add(
                     "F002",
                     f"config class {reg.target} has model_type {model_type!r}, but is registered "
@@ -229,13 +229,8 @@ def _check_imports(lt: _Linter) -> None:
                 )
             continue
         config_cls, config_reg = _config_for_check(lt, reg, imported)
-        declared = getattr(obj, "config_class", None)
-        if (
-            isinstance(config_cls, type)
-            and isinstance(declared, type)
-            and declared is not config_cls
-            and not issubclass(config_cls, declared)
-        ):
+        declared = contract.conflicting_config_class(obj, config_cls)
+        if declared is not None:
             lt.add(
                 "F003",
                 f"{reg.target} declares config_class {declared.__module__}.{declared.__qualname__}, "
