@@ -37,9 +37,11 @@ def track(items: Iterable[T], size: Callable[[T], int], description: str) -> Ite
     if not enabled(total):
         yield from items
         return
-    from huggingface_hub.utils import tqdm
+    from huggingface_hub.utils.tqdm import tqdm
 
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description, file=sys.stderr) as bar:
+    with tqdm(  # type: ignore[no-untyped-call]
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description, file=sys.stderr
+    ) as bar:
         for item in items:
             yield item
             bar.update(size(item))

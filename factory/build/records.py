@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from factory.models.generation_config import GENERATION_CONFIG_FILE, GenerationConfig
 
 CONFIG_ATTRIBUTE = "factory_config"
+#: Keys a checkpoint's config.json carries about the checkpoint rather than the model (``factory.save``
+#: and transformers write them); a config class whose constructor takes none of them gets none.
+METADATA_KEYS = ("architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path")
 
 
 def record(model: Any, config: Any, directory: Path | None) -> Any:
@@ -26,6 +30,17 @@ def record(model: Any, config: Any, directory: Path | None) -> Any:
     if path is not None and path.is_file() and getattr(model, "generation_config", None) is None:
         model.generation_config = GenerationConfig.from_file(path)
     return model
+
+
+def without_metadata(config_cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the :data:`METADATA_KEYS` that ``config_cls(**data)`` does not take."""
+    try:
+        params = inspect.signature(config_cls).parameters
+    except (TypeError, ValueError):  # no signature to read: pass everything
+        return data
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return data
+    return {k: v for k, v in data.items() if k not in METADATA_KEYS or k in params}
 
 
 def _as_dict(config: Any) -> dict[str, Any] | None:
@@ -70,4 +85,4 @@ def generation_dict(model: Any) -> dict[str, Any] | None:
     return dict(data) if data else None
 
 
-__all__ = ["CONFIG_ATTRIBUTE", "config_dict", "generation_dict", "record"]
+__all__ = ["CONFIG_ATTRIBUTE", "METADATA_KEYS", "config_dict", "generation_dict", "record", "without_metadata"]
