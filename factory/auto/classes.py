@@ -11,9 +11,11 @@ Each class serves one task. Model classes (``AutoModel``, ``AutoModelForCausalLM
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, ClassVar
 
 from factory.auto import options, registering
@@ -64,6 +66,20 @@ def _fresh(table: Table, task: str, architecture: str, how: str) -> Resolution:
     )
 
 
+def _check_loose(config: Any, keys: list[str], built: Any) -> dict[str, Any]:
+    """Warn about loose keyword arguments that became config values nothing declares (see ``warn_unread``)."""
+    if config is None or not keys:
+        return {}
+    directory = (getattr(built, "factory_provenance", None) or {}).get("directory")
+    in_checkpoint: list[str] = []
+    if directory:
+        try:
+            in_checkpoint = list(json.loads((Path(directory) / "config.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):  # it was read to build the object moments ago
+            in_checkpoint = []
+    return options.warn_unread(config, keys, in_checkpoint)
+
+
 def _loading_info(model: Any) -> dict[str, list[Any]]:
     """transformers' ``output_loading_info`` dict, from factory's load report (empty lists: nothing left out)."""
     report = getattr(model, "factory_load_report", None)
@@ -112,6 +128,7 @@ class AutoModelClass(AutoClass):
         model = build(
             cls.task, os.fspath(pretrained_model_name_or_path), **opts.build, config_overrides=opts.overrides or None
         )
+        _check_loose(getattr(model, "config", None), opts.loose, model)
         if opts.generation_config is not None:
             model.generation_config = opts.generation_config
         return (model, _loading_info(model)) if opts.output_loading_info else model
@@ -154,7 +171,8 @@ class AutoConfigClass(AutoClass):
         config = build(
             cls.task, os.fspath(pretrained_model_name_or_path), **opts.build, config_overrides=opts.overrides or None
         )
-        return (config, {}) if opts.return_unused_kwargs else config
+        unread = _check_loose(config, opts.loose, config)
+        return (config, unread) if opts.return_unused_kwargs else config
 
     @classmethod
     def for_model(cls, model_type: str, *args: Any, **kwargs: Any) -> Any:

@@ -20,7 +20,8 @@ Every keyword falls in one of these groups (the README's "Coming from transforme
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,7 @@ class Options:
 
     build: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # config (or component file) overrides
+    loose: list[str] = field(default_factory=list)  # overrides given as loose keyword arguments
     output_loading_info: bool = False
     return_unused_kwargs: bool = False
     generation_config: Any = None
@@ -175,7 +177,43 @@ def translate(kwargs: Mapping[str, Any], build: Callable[..., Any], *, name: str
             _set(opts.build, target, value, key)
         else:
             opts.overrides[key] = value
+            opts.loose.append(key)
     return opts
+
+
+class UnreadSettingWarning(UserWarning):
+    """A keyword argument became a config value that the config class does not declare (a typo?)."""
+
+
+def declared_settings(config: Any) -> set[str] | None:
+    """The settings ``config``'s class declares (``None``: it cannot say)."""
+    cls = type(config)
+    names: set[str] = {*getattr(cls, "attribute_map", {}), "num_labels"}
+    defaults = getattr(cls, "defaults", None)
+    if callable(defaults):  # factory's Config: the class attributes
+        return names | set(defaults())
+    try:  # another library's config: what a default instance holds
+        return names | set(cls().to_dict())
+    except Exception:
+        return None
+
+
+def warn_unread(config: Any, keys: Iterable[str], checkpoint_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """Warn about ``keys`` (set on ``config`` from keyword arguments) that its class does not declare and the
+    checkpoint's config.json does not hold either; returns them with their values."""
+    declared = declared_settings(config)
+    if declared is None:
+        return {}
+    unread = sorted(set(keys) - declared - set(checkpoint_keys))
+    if unread:
+        warnings.warn(
+            f"{', '.join(unread)}: not settings of {type(config).__qualname__}; kept on the config, but nothing in "
+            "the model reads them unless it asks for them (a typo? native models take output_hidden_states and "
+            "output_attentions as forward() arguments)",
+            UnreadSettingWarning,
+            stacklevel=4,
+        )
+    return {k: getattr(config, k, None) for k in unread}
 
 
 def _set(build: dict[str, Any], key: str, value: Any, given_as: str) -> None:
@@ -186,4 +224,15 @@ def _set(build: dict[str, Any], key: str, value: Any, given_as: str) -> None:
     build[key] = value
 
 
-__all__ = ["NO_EFFECT", "REFUSED", "RENAMED", "Options", "config_settings", "translate", "trust_remote_code_error"]
+__all__ = [
+    "NO_EFFECT",
+    "REFUSED",
+    "RENAMED",
+    "Options",
+    "UnreadSettingWarning",
+    "config_settings",
+    "declared_settings",
+    "translate",
+    "trust_remote_code_error",
+    "warn_unread",
+]

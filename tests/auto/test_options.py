@@ -17,7 +17,7 @@ from factory.auto import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
 )
-from factory.auto.options import REFUSED
+from factory.auto.options import REFUSED, UnreadSettingWarning
 from factory.build.weights import WeightsMismatchWarning
 from factory.errors import ConfigError, UnsupportedOptionError
 from factory.models import bert as native_bert
@@ -142,6 +142,8 @@ def test_a_new_head_on_a_trunk_checkpoint_as_in_transformers(bert_dir):
             bert_dir, num_labels=3, output_hidden_states=True, output_loading_info=True
         )
     assert any(issubclass(w.category, WeightsMismatchWarning) for w in caught)  # the head was initialised
+    (unread,) = [str(w.message) for w in caught if issubclass(w.category, UnreadSettingWarning)]
+    assert unread.startswith("output_hidden_states: not settings of BertConfig")  # num_labels is one
     assert model.config.num_labels == 3 and model.config.output_hidden_states is True
     assert model.classifier.weight.shape == (3, 32)
     assert set(info["missing_keys"]) == {"classifier.weight", "classifier.bias"}
@@ -155,6 +157,9 @@ def test_config_object_and_config_overrides(bert_dir):
     assert isinstance(config, native_bert.BertConfig) and config.num_labels == 5
     config, unused = AutoConfig.from_pretrained(bert_dir, return_unused_kwargs=True, hidden_dropout_prob=0.0)
     assert unused == {} and config.hidden_dropout_prob == 0.0
+    with pytest.warns(UnreadSettingWarning, match="hiden_size: not settings of BertConfig"):
+        typo, unused = AutoConfig.from_pretrained(bert_dir, return_unused_kwargs=True, hiden_size=8)
+    assert unused == {"hiden_size": 8} and typo.hidden_size == 32
     model = AutoModelForSequenceClassification.from_pretrained(bert_dir, config=config)
     assert model.config.num_labels == 2 and model.config.hidden_dropout_prob == 0.0
 
