@@ -22,15 +22,7 @@ from factory.build.weights import WeightsMismatchWarning
 from factory.errors import ConfigError, UnsupportedOptionError
 from factory.models import bert as native_bert
 from factory.models.generation_config import GenerationConfig
-
-TINY_BERT = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    vocab_size=99,
-    max_position_embeddings=64,
-)
+from tests.models.tiny import TINY_BERT, TINY_LLAMA
 
 
 @pytest.fixture(scope="module")
@@ -167,11 +159,7 @@ def test_config_object_and_config_overrides(bert_dir):
 def test_from_config_with_a_native_or_a_transformers_config():
     native = AutoModel.from_config(native_bert.BertConfig(**TINY_BERT))
     assert isinstance(native, native_bert.BertModel) and native.config.hidden_size == 32
-    hf = AutoModelForCausalLM.from_config(
-        transformers.LlamaConfig(
-            hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, vocab_size=50
-        )
-    )
+    hf = AutoModelForCausalLM.from_config(transformers.LlamaConfig(**dict(TINY_LLAMA, vocab_size=50)))
     assert type(hf).__module__ == "factory.models.llama" and hf.config.vocab_size == 50
     assert hf.factory_provenance["source"] == "architecture"
     assert (
@@ -192,11 +180,7 @@ def test_from_config_is_not_confused_by_a_directory_named_like_the_architecture(
 
 def test_generation_config_keyword(bert_dir):
     defaults = GenerationConfig(max_new_tokens=3)
-    model = AutoModelForCausalLM.from_config(
-        transformers.LlamaConfig(
-            hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, vocab_size=50
-        )
-    )
+    model = AutoModelForCausalLM.from_config(transformers.LlamaConfig(**dict(TINY_LLAMA, vocab_size=50)))
     assert model.generate(torch.tensor([[1, 2]]), generation_config=defaults).shape == (1, 5)
 
 

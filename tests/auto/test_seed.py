@@ -15,6 +15,7 @@ import factory
 import factory.auto
 from factory.models.bert import BertModel
 from tests.auto import custom_models
+from tests.models.tiny import TINY_BERT
 
 #: The seed page's snippets, verbatim. The import line is the one line a user changes.
 SEED_IMPORT = "from transformers import AutoConfig, AutoModel"
@@ -77,14 +78,7 @@ def seed_code(*snippets: str) -> str:
 def hf_bert_dir(tmp_path_factory):
     """A tiny BERT saved by transformers, served as google-bert/bert-base-cased by the fake Hub."""
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        vocab_size=99,
-        max_position_embeddings=64,
-    )
+    config = transformers.BertConfig(**TINY_BERT)
     model = transformers.BertModel(config).eval()
     directory = tmp_path_factory.mktemp("bert-base-cased")
     model.save_pretrained(directory)

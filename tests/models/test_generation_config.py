@@ -15,18 +15,9 @@ import factory
 from factory.errors import ConfigError
 from factory.models.generation_config import GenerationConfig, GenerationConfigWarning
 from factory.models.llama import LlamaForCausalLM
+from tests.models.tiny import TINY_LLAMA
 
-TINY = dict(
-    hidden_size=32,
-    intermediate_size=37,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=99,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=None,
-)
+TINY = dict(TINY_LLAMA, bos_token_id=1, eos_token_id=None, pad_token_id=None)
 PROMPT = torch.tensor([[5, 17, 42, 8], [9, 3, 61, 22]])
 
 

@@ -16,23 +16,9 @@ peft = pytest.importorskip("peft")
 import factory
 from factory.models.bert import BertModel
 from factory.models.llama import LlamaForCausalLM
+from tests.models.tiny import TINY_BERT as BERT
+from tests.models.tiny import TINY_LLAMA as LLAMA
 
-LLAMA = dict(
-    hidden_size=32,
-    intermediate_size=37,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=99,
-)
-BERT = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    vocab_size=99,
-    max_position_embeddings=64,
-)
 IDS = torch.tensor([[5, 17, 42, 8, 33, 2, 71], [9, 3, 61, 22, 14, 88, 6]])
 PADDED = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]])
 
