@@ -40,10 +40,10 @@ COMPONENT_KEYWORDS = (
 )
 
 
-def _no_positional(cls: type, args: tuple[Any, ...]) -> None:
+def _no_positional(cls: type, args: tuple[Any, ...], method: str = "from_pretrained") -> None:
     if args:
         raise UnsupportedOptionError(
-            f"{cls.__name__}.from_pretrained takes the name and keyword arguments only, got {len(args)} positional "
+            f"{cls.__name__}.{method} takes the name and keyword arguments only, got {len(args)} positional "
             "argument(s) more",
             hint="factory constructs ModelClass(config): pass settings as keyword arguments (config overrides)",
         )
@@ -138,17 +138,17 @@ class AutoModelClass(AutoClass):
         """A freshly initialised model of ``config`` (a config object), for this class's task."""
         opts = cls._options(kwargs)
         table: Table = opts.build.pop("registry", None) or loader.registry()
-        settings = options.config_settings(config)
-        model_type = getattr(config, "model_type", None) or config.to_dict().get("model_type")
-        dispatch = table.dispatch({**settings, "model_type": model_type}, origin=f"{type(config).__qualname__} object")
-        how = f"config object {type(config).__qualname__} (model_type {model_type!r}): fresh model"
-        res = _fresh(table, cls.task, dispatch.architecture, how)
         unused = set(opts.build) - {"dtype", "device", "strict"}
         if unused:
             raise UnsupportedOptionError(
                 f"{cls.__name__}.from_config does not take {', '.join(sorted(unused))}",
                 hint="from_config builds from the config alone: pass dtype, device or config values",
             )
+        settings = options.config_settings(config)
+        model_type = getattr(config, "model_type", None) or config.to_dict().get("model_type")
+        dispatch = table.dispatch({**settings, "model_type": model_type}, origin=f"{type(config).__qualname__} object")
+        how = f"config object {type(config).__qualname__} (model_type {model_type!r}): fresh model"
+        res = _fresh(table, cls.task, dispatch.architecture, how)
         return build_from_resolution(
             table, res, weights=False, config_overrides={**settings, **opts.overrides}, **opts.build
         )
@@ -177,7 +177,7 @@ class AutoConfigClass(AutoClass):
     @classmethod
     def for_model(cls, model_type: str, *args: Any, **kwargs: Any) -> Any:
         """The default config of architecture ``model_type``, with ``kwargs`` set."""
-        _no_positional(cls, args)
+        _no_positional(cls, args, "for_model")
         table = loader.registry()
         table.architecture(model_type)  # unknown: an error with suggestions
         res = _fresh(table, cls.task, model_type, f"architecture {model_type!r}: its default config")
