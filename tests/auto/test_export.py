@@ -59,9 +59,13 @@ def test_round_trip_in_a_fresh_process(tmp_path):
         "regs = [r for r in table.registrations.values() if r.provenance.source == 'path']\n"
         "print(json.dumps([r.content() for r in regs]))\n"
         "print(table.registrations[('model', 'bert')].shadows[0].target)\n"
+        "model = factory.build('token-classification', 'new-model', registry=table)\n"
+        "print(type(model).__qualname__, model.head.out_features)\n"
     ).splitlines()
     assert sorted(json.loads(loaded[0]), key=lambda c: (c["architecture"], c["task"])) == expected
     assert loaded[1] == "factory.models.bert:BertModel"
+    assert loaded[2].split() == ["NewModelForTokens", "16"]  # the file builds what the registrations built
+    assert type(factory.build("token-classification", "new-model")).__qualname__ == "NewModelForTokens"
 
     validate = subprocess.run(
         [sys.executable, "-m", "factory", "validate", "--import", str(tmp_path / "registry")],
@@ -126,16 +130,3 @@ def test_classes_no_import_path_names_are_not_exported(tmp_path):
 def test_nothing_registered():
     with pytest.raises(RegistrationError, match=r"nothing to export: no register\(\) call"):
         export_yaml("anywhere")
-
-
-def test_the_exported_file_builds_what_the_registrations_built(tmp_path):
-    register_new_model()
-    export_yaml(tmp_path)
-    out = fresh_process(
-        "import factory\n"
-        f"table = factory.load_registry([{str(tmp_path)!r}])\n"
-        "model = factory.build('token-classification', 'new-model', registry=table)\n"
-        "print(type(model).__qualname__, model.head.out_features)\n"
-    )
-    assert out.split() == ["NewModelForTokens", "16"]
-    assert type(factory.build("token-classification", "new-model")).__qualname__ == "NewModelForTokens"

@@ -177,12 +177,13 @@ def test_registering_the_same_class_again_is_fine_another_needs_exist_ok():
     assert type(factory.build("config", "new-model")) is HFNewModelConfig
 
 
-def test_a_later_yaml_source_collides_with_a_runtime_entry(tmp_path, arch_yaml):
+def test_a_later_yaml_source_collides_with_a_runtime_entry(reg_env, arch_yaml):
     AutoModel.register(NewModelConfig, NewModel)
-    (tmp_path / "new-model.yaml").write_text(arch_yaml("new-model", {"model": "pkg.mod:Model"}))
+    path = reg_env.write("extra/new-model.yaml", arch_yaml("new-model", {"model": "pkg.mod:Model"}), root=reg_env.tmp)
     with pytest.raises(ConflictError, match="of a register\\(\\) call is also defined at"):
-        factory.load_registry([tmp_path])
-    assert ("model", "new-model") not in factory.load_registry([], include_runtime=False).registrations
+        reg_env.load(path)
+    assert ("model", "new-model") in reg_env.load(path, include_runtime=False).registrations
+    assert ("model", "new-model") not in reg_env.load(include_runtime=False).registrations
 
 
 # --- tables stay immutable --------------------------------------------------------------------
