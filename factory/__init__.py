@@ -17,8 +17,9 @@ from factory.errors import FactoryError
 __version__ = "0.1.0"
 
 # Imported on first use: these pull in YAML, torch, huggingface_hub or transformers.
-# `build` and `registry` are also wings (packages) that answer the call: see callable_wing.
-_WINGS = {"build": "factory.build", "registry": "factory.registry"}
+# `build` and `registry` are also wings (packages) that answer the call: see callable_wing;
+# `factory.auto` (the Auto classes) is a wing reached as an attribute.
+_WINGS = {"build": "factory.build", "registry": "factory.registry", "auto": "factory.auto"}
 _LAZY = {
     "load_registry": ("factory.registry.loader", "load_registry"),
     "registry": ("factory.registry.loader", "registry"),

@@ -168,3 +168,11 @@ class UntrustedCodeWarning(UserWarning):
 
 class SaveError(FactoryError):
     """A checkpoint could not be written; the target was left untouched."""
+
+
+class RegistrationError(RegistryError):
+    """A runtime ``register()`` call (``factory.auto``) breaks a consistency rule or collides with an entry."""
+
+
+class UnsupportedOptionError(FactoryError, TypeError):
+    """A keyword argument (often one of transformers') that factory refuses or does not implement."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from factory.build import records
 from factory.build.resolve import Resolution, explain, resolve, task_kind
 from factory.build.targets import import_target
 from factory.errors import CheckpointError, ConfigError, FactoryError
@@ -123,7 +124,7 @@ def build_from_resolution(
     elif kind == "config":
         obj = make_config(import_target(reg), res.config, overrides, res)
     elif kind == "component":
-        obj = _build_component(import_target(reg), res)
+        obj = _build_component(import_target(reg), res, overrides)
     else:
         obj = _build_native_model(
             table,
@@ -161,7 +162,7 @@ def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str
         if callable(from_dict):
             return from_dict(dict(data), **overrides)
         clean = {k: v for k, v in data.items() if k not in CODE_KEYS and k != "model_type"}
-        return config_cls(**{**clean, **overrides})
+        return config_cls(**{**records.without_metadata(config_cls, clean), **overrides})
     except FactoryError:
         raise
     except Exception as exc:  # a config class rejecting the values
@@ -184,16 +185,17 @@ def _config_for(table: Table, res: Resolution, overrides: Mapping[str, Any]) -> 
     return make_config(config_cls, res.config, overrides, res)
 
 
-def resolve_dtype(dtype: Any, config: Any) -> Any:
-    """The torch dtype to build in: the argument, else the config's torch_dtype/dtype, else float32."""
+def resolve_dtype(dtype: Any, config: Any, data: Mapping[str, Any] | None = None) -> Any:
+    """The torch dtype to build in: the argument, else the config's torch_dtype/dtype (or ``data``'s, the
+    config.json dict, for a config class that keeps neither), else float32."""
     import torch
 
     from factory.build.placement import resolve_dtype as to_dtype
 
     chosen = to_dtype(dtype)
     if chosen is None:
-        for key in ("torch_dtype", "dtype"):
-            value = config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+        for source, key in [(s, k) for s in (config, data or {}) for k in ("torch_dtype", "dtype")]:
+            value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
             if value and to_dtype(value) is not None:
                 return to_dtype(value)
         return torch.float32
@@ -216,15 +218,15 @@ def _build_native_model(
     from factory.build import weights as W
 
     config = _config_for(table, res, overrides)
-    torch_dtype = resolve_dtype(dtype, config)
+    torch_dtype = resolve_dtype(dtype, config, res.config)
     if res.directory is None or not weights:
-        return _fresh(model_cls, config, res, torch_dtype, device).eval()
+        return records.record(_fresh(model_cls, config, res, torch_dtype, device).eval(), config, res.directory)
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = meta.empty_model(model_cls, config, dtype=torch_dtype)
     report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
     model.eval()
     model.factory_load_report = report  # type: ignore[assignment]  # an attribute, not a submodule
-    return model
+    return records.record(model, config, res.directory)
 
 
 def _fresh(model_cls: Any, config: Any, res: Resolution, dtype: Any, device: Any) -> Any:
@@ -242,7 +244,8 @@ def _fresh(model_cls: Any, config: Any, res: Resolution, dtype: Any, device: Any
         ) from None
 
 
-def _build_component(component_cls: Any, res: Resolution) -> Any:
+def _build_component(component_cls: Any, res: Resolution, overrides: Mapping[str, Any]) -> Any:
+    """``Class.from_directory(path, **overrides)`` (or ``from_pretrained``); overrides replace its config keys."""
     if res.directory is None:
         raise CheckpointError(
             f"a {res.task} needs files: {res.name!r} is an architecture name, not a checkpoint",
@@ -251,8 +254,8 @@ def _build_component(component_cls: Any, res: Resolution) -> Any:
     for method in ("from_directory", "from_pretrained"):
         factory_method = getattr(component_cls, method, None)
         if callable(factory_method):
-            return factory_method(res.directory)
-    return component_cls(res.directory)
+            return factory_method(res.directory, **overrides)
+    return component_cls(res.directory, **overrides)
 
 
 def _build_transformers(table: Table, target: Any, res: Resolution, kind: str, **options: Any) -> Any:
@@ -261,7 +264,7 @@ def _build_transformers(table: Table, target: Any, res: Resolution, kind: str, *
     if kind == "config":
         return hf_builder.build_config(target, res.directory, options["overrides"])
     if kind == "component":
-        return hf_builder.build_component(target, res.directory)
+        return hf_builder.build_component(target, res.directory, options["overrides"])
     return hf_builder.build_model(
         target,
         res.directory,

@@ -47,6 +47,9 @@ PREPROCESSING_FILES = (
     "chat_template.json",
 )
 
+#: Files a model may have besides its config and weights (fetched when the repo has them).
+MODEL_EXTRA_FILES = ("generation_config.json",)
+
 Kind = Literal["config", "model", "component"]
 KINDS: tuple[str, ...] = ("config", "model", "component")
 _MAX_PARALLEL = 8
@@ -164,7 +167,7 @@ def download(
 
     * ``"config"``: ``config.json``;
     * ``"model"``: ``config.json`` + ``model.safetensors``, or its index + the shards it
-      names (pickle weights only with ``allow_pickle``);
+      names (pickle weights only with ``allow_pickle``), and ``generation_config.json`` if present;
     * ``"component"``: the preprocessing files that exist (``PREPROCESSING_FILES``) and
       ``config.json`` if present.
 
@@ -184,7 +187,10 @@ def download(
     fetch.get(CONFIG_FILE, required=kind != "component")
     if kind == "model":
         _fetch_weights(fetch, allow_pickle)
-    optional = [*(PREPROCESSING_FILES if kind == "component" else ()), *extra_files]
+    optional = [
+        *(PREPROCESSING_FILES if kind == "component" else MODEL_EXTRA_FILES if kind == "model" else ()),
+        *extra_files,
+    ]
     fetch.get_many(optional, required=False)
     if fetch.snapshot is None:
         raise HubError(

@@ -30,16 +30,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from factory.build import progress, records
 from factory.errors import FactoryError, SaveError
 
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
 WEIGHTS_PATTERN = "model{suffix}.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
-#: Files of an existing target that a model save makes stale (old weights in any layout).
+#: Files of an existing target that a model save makes stale (old weights in any layout, generation defaults).
 _STALE_MODEL_FILES = re.compile(
-    r"^(config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"
+    r"^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"
     r"|pytorch_model(-\d+-of-\d+)?\.bin|pytorch_model\.bin\.index\.json)$"
 )
 _NOTHING = re.compile(r"(?!)")
@@ -92,17 +94,18 @@ def _save_model(model: Any, directory: Path, max_shard_size: int | str) -> None:
     import safetensors.torch
     from huggingface_hub import split_state_dict_into_shards_factory
 
-    config: Any = getattr(model, "config", None)
-    if not callable(getattr(config, "to_dict", None)):
+    data = records.config_dict(model)
+    if data is None:
         raise SaveError(
-            f"{type(model).__name__} has no config with to_dict(); factory.save needs it to write config.json",
+            f"{type(model).__name__} has no config with to_dict() (neither .config nor one recorded by "
+            "factory.build); factory.save needs it to write config.json",
             hint="give the model a .config (a factory.models.configuration.Config) or save its state_dict yourself",
         )
     state = _unique_state(model)
     try:
         split = split_state_dict_into_shards_factory(
             state,
-            get_storage_size=lambda t: t.numel() * t.element_size(),
+            get_storage_size=_nbytes,
             filename_pattern=WEIGHTS_PATTERN,
             max_shard_size=max_shard_size,
         )
@@ -111,7 +114,8 @@ def _save_model(model: Any, directory: Path, max_shard_size: int | str) -> None:
             f"max_shard_size {max_shard_size!r} is not a size: {exc}",
             hint="use bytes (int) or a string like '500MB' or '5GB'",
         ) from None
-    for filename, keys in split.filename_to_tensors.items():
+    shards = split.filename_to_tensors.items()
+    for filename, keys in progress.track(shards, lambda shard: sum(_nbytes(state[k]) for k in shard[1]), "saving"):
         shard = {k: state[k].detach().to("cpu").contiguous() for k in keys}
         safetensors.torch.save_file(shard, str(directory / filename), metadata={"format": "pt"})
         del shard
@@ -119,11 +123,17 @@ def _save_model(model: Any, directory: Path, max_shard_size: int | str) -> None:
         index = {"metadata": dict(split.metadata), "weight_map": dict(sorted(split.tensor_to_filename.items()))}
         (directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
-    data = config.to_dict()
     data["architectures"] = [type(model).__name__]
     dtype = _dominant_dtype(model)
     data["dtype"] = data["torch_dtype"] = dtype
     _write_config(data, directory)
+    generation = records.generation_dict(model)
+    if generation:
+        _write_config(generation, directory, GENERATION_CONFIG_FILE)
+
+
+def _nbytes(tensor: Any) -> int:
+    return int(tensor.numel() * tensor.element_size())
 
 
 def _unique_state(model: Any) -> dict[str, Any]:
@@ -155,7 +165,7 @@ def _dominant_dtype(model: Any) -> str:
     return str(counts.most_common(1)[0][0]).removeprefix("torch.") if counts else "float32"
 
 
-def _write_config(data: dict[str, Any], directory: Path) -> None:
+def _write_config(data: dict[str, Any], directory: Path, name: str = CONFIG_FILE) -> None:
     try:
         text = json.dumps(data, indent=2, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as exc:
@@ -163,7 +173,7 @@ def _write_config(data: dict[str, Any], directory: Path) -> None:
             f"config cannot be written as JSON: {exc}",
             hint="config values must be JSON types (str, int, float, bool, list, dict, None)",
         ) from None
-    (directory / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+    (directory / name).write_text(text + "\n", encoding="utf-8")
 
 
 def _json_default(value: Any) -> Any:

@@ -5,23 +5,27 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from factory.build.import_hints import missing_attribute_hint, missing_module_hint
 from factory.errors import TargetImportError
+from factory.registry import runtime
 from factory.registry.table import Registration
 
 
 def import_target(reg: Registration) -> Any:
-    """Import ``package.module:Attr`` (or ``package.module.Attr``) of a registration."""
+    """Import ``package.module:Attr`` (or ``package.module.Attr``) of a registration.
+
+    A ``runtime`` registration (a ``register()`` call of this process) gives the object it registered.
+    """
+    if reg.provenance.source == runtime.SOURCE:
+        registered = runtime.current().lookup(reg.target)
+        if registered is not None:
+            return registered
     module_name, attr = reg.module, reg.attribute
     where: dict[str, Any] = {"file": reg.provenance.file, "line": reg.provenance.line}
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        missing = getattr(exc, "name", None)
-        hint = (
-            f"install the package that provides {missing!r}"
-            if missing and not module_name.startswith(missing + ".") and missing != module_name
-            else f"check the module path {module_name!r}"
-        )
+        hint = missing_module_hint(module_name, getattr(exc, "name", None))
         raise TargetImportError(
             f"cannot import module {module_name!r} for {reg.task} / {reg.architecture}: {exc}",
             hint=hint,
@@ -39,10 +43,9 @@ def import_target(reg: Registration) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            close = [n for n in dir(obj) if n.lower() == part.lower()]
             raise TargetImportError(
                 f"module {module_name!r} has no attribute {attr!r} (target of {reg.task} / {reg.architecture})",
-                hint=f"did you mean {close[0]!r}?" if close else "check the class name",
+                hint=missing_attribute_hint(obj, part),
                 target=reg.target,
                 **where,
             ) from None

@@ -381,8 +381,9 @@ def _component_files(component_cls: Any) -> tuple[str, tuple[str, ...]]:
     return "preprocessing", tuple(sorted({p for patterns in COMPONENT_FILES.values() for p in patterns}))
 
 
-def build_component(component_cls: Any, directory: Path | None) -> Any:
-    """A tokenizer / image processor / feature extractor / processor from ``directory``."""
+def build_component(component_cls: Any, directory: Path | None, overrides: Mapping[str, Any] | None = None) -> Any:
+    """A tokenizer / image processor / feature extractor / processor from ``directory`` (``overrides``: its
+    ``from_pretrained`` keyword arguments, e.g. ``padding_side="left"``)."""
     name = getattr(component_cls, "__qualname__", str(component_cls))
     require_transformers(f"component {name}")
     if directory is None:
@@ -398,7 +399,9 @@ def build_component(component_cls: Any, directory: Path | None) -> Any:
             hint=f"save the {kind} into the checkpoint directory (save_pretrained)",
         )
     try:
-        return component_cls.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+        return component_cls.from_pretrained(
+            str(directory), **{**(overrides or {}), "local_files_only": True, "trust_remote_code": False}
+        )
     except FactoryError:
         raise
     except ImportError as exc:

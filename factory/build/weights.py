@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from factory.build import progress
 from factory.build.hub import PICKLE_INDEX, PICKLE_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, read_index
 from factory.build.meta import ModelContractError, apply_ties, materialise, move_buffers, tie_map
 from factory.build.placement import ST_DTYPES, resolve_device, resolve_dtype
@@ -323,7 +324,8 @@ def load_weights(
     bad_shape = {name for name, _, _ in plan.mismatched}
     with ExitStack() as stack, torch.no_grad():
         reader = _Reader(stack, mmap=mmap)
-        tensors = {k: reader.tensor(e, dtype, target_device) for k, e in plan.mapped.items() if k not in bad_shape}
+        wanted = [(k, e) for k, e in plan.mapped.items() if k not in bad_shape]
+        tensors = {k: reader.tensor(e, dtype, target_device) for k, e in progress.track(wanted, _size, "loading")}
         model.load_state_dict(tensors, strict=False, assign=True)
         loaded_bytes = sum(e.nbytes for k, e in plan.mapped.items() if k not in bad_shape)
         floating = Counter(t.dtype for t in tensors.values() if t.dtype.is_floating_point)
@@ -352,6 +354,10 @@ def load_weights(
         zero_copy=reader.zero_copy,
         seconds=time.perf_counter() - started,
     )
+
+
+def _size(item: tuple[str, _Entry]) -> int:
+    return item[1].nbytes
 
 
 @dataclass

@@ -20,10 +20,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     result = selection.result
     findings = [finding_dict(e) for e in result.errors if not selection.hidden(e)]
     hidden = len(result.errors) - len(findings)
+    only = selection.is_named if args.paths else None
     if result.table is not None and args.imports:
         from factory.review.lint import check_imports
 
-        findings.extend(check_imports(result.table))
+        findings.extend(check_imports(result.table, only=only))
     failing = [f for f in findings if f["severity"] == "error"]
     shown = failing if args.quiet else findings
     out = format_findings(shown, args.format)
@@ -32,11 +33,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.format == "text":
         status = "ok" if not failing else f"{len(failing)} problem(s)"
         others = len(findings) - len(failing)
+        checked = [f for f in result.files if only is None or only(str(f))]
         print(
-            f"{len(result.files)} file(s) checked: {status}"
-            + (f" ({others} warning(s) or suppressed)" if others else ""),
+            f"{len(checked)} file(s) checked: {status}" + (f" ({others} warning(s) or suppressed)" if others else ""),
             file=sys.stderr,
         )
+        if len(checked) < len(result.files):
+            print(
+                f"note: {len(result.files) - len(checked)} other file(s) loaded for context (the built-in "
+                "registry, plugins, FACTORY_REGISTRY_PATH) are not reported here; `factory validate` without "
+                "paths checks them",
+                file=sys.stderr,
+            )
         if hidden:
             print(
                 f"note: {hidden} problem(s) in other files of the same registry directory, not named here",

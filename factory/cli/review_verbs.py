@@ -37,7 +37,8 @@ def run_lint(paths: Sequence[str] = (), *, imports: bool = False, as_of: str | N
     selection = select_paths(paths)
     findings = [finding_dict(e) for e in selection.result.errors if not selection.hidden(e)]
     if selection.result.table is not None:
-        found = lint_table(selection.result.table, imports=imports, as_of=as_of)
+        only = selection.is_named if paths else None  # import the named files' targets only
+        found = lint_table(selection.result.table, imports=imports, as_of=as_of, only=only)
         findings += [f.as_dict() for f in found if selection.is_named(f.file)]
     return findings
 

@@ -24,6 +24,10 @@ from typing import Any
 import torch
 
 from factory.errors import ModelInputError
+from factory.models.generation_config import DEFAULTS, GenerationConfig
+
+#: New tokens when neither the call nor the generation config sets a length (transformers: max_length 20).
+DEFAULT_MAX_NEW_TOKENS = 20
 
 
 class GenerationError(ModelInputError):
@@ -119,35 +123,74 @@ def _check_arguments(
         raise GenerationError(f"top_p must be a number in (0, 1], got {top_p!r}")
 
 
+def _configured(defaults: Any, name: str) -> Any:
+    """The value a generation config sets for ``name`` (``None`` when it sets none)."""
+    if isinstance(defaults, GenerationConfig):
+        return getattr(defaults, name) if defaults.is_set(name) else None
+    return getattr(defaults, name, None) if defaults is not None else None  # another library's config object
+
+
+def _setting(name: str, given: Any, defaults: Any, config: Any = None) -> Any:
+    """A call argument, else the generation config's value, else ``config``'s (token ids), else the default."""
+    for value in (given, _configured(defaults, name), getattr(config, name, None) if config is not None else None):
+        if value is not None:
+            return value
+    return DEFAULTS.get(name)
+
+
+def _new_tokens(max_new_tokens: Any, max_length: Any, defaults: Any, prompt: int) -> Any:
+    """``max_new_tokens``, else ``max_length`` minus the prompt: the call's, else the generation config's; else 20."""
+    if max_new_tokens is None and max_length is None:
+        max_new_tokens, max_length = _configured(defaults, "max_new_tokens"), _configured(defaults, "max_length")
+    if max_new_tokens is not None:
+        return max_new_tokens
+    if max_length is None:
+        return DEFAULT_MAX_NEW_TOKENS
+    if isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise GenerationError(f"max_length must be an int, got {max_length!r}")
+    return max(0, max_length - prompt)
+
+
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
-    max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
+    max_new_tokens: int | None = None,
+    do_sample: bool | None = None,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
+    *,
+    max_length: int | None = None,
+    generation_config: Any = None,
 ) -> torch.Tensor:
     """Generate up to ``max_new_tokens`` tokens after each (left-padded) prompt of ``model``.
 
-    Greedy by default; ``do_sample=True`` samples after temperature/top-k/top-p
-    warping, drawing from ``generator`` when given. ``eos_token_id`` (int or
-    list) and ``pad_token_id`` default to ``model.config``'s; when there is no
-    pad id the first EOS id pads. Rows that emitted EOS are padded and the loop
-    stops once all rows have. Returns ``[batch, prompt + new]`` token ids (int64).
+    Every setting left ``None`` comes from ``generation_config`` (default: ``model.generation_config``,
+    the checkpoint's ``generation_config.json``), then, for token ids, from ``model.config``, then
+    from transformers' ``GenerationConfig`` defaults (greedy; when sampling temperature 1.0,
+    ``top_k=50``, ``top_p=1.0``), as transformers does. The length is ``max_new_tokens``, else
+    ``max_length`` minus the prompt (the call's before the generation config's), else 20 new tokens.
+    ``do_sample=True`` samples after temperature/top-k/top-p warping (``top_k=0``: no top-k),
+    drawing from ``generator`` when given. ``eos_token_id`` may be a list (any of them stops a row);
+    without a pad id the first EOS id pads. Rows that emitted EOS are padded and the loop stops
+    once all rows have. Returns ``[batch, prompt + new]`` token ids.
     """
-    _check_arguments(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
     config = getattr(model, "config", None)
-    eos = _token_ids(
-        eos_token_id if eos_token_id is not None else getattr(config, "eos_token_id", None), "eos_token_id"
-    )
-    if pad_token_id is None:
-        pad_token_id = getattr(config, "pad_token_id", None)
+    defaults = generation_config if generation_config is not None else getattr(model, "generation_config", None)
+    prompt = input_ids.shape[-1] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else 0
+    max_new_tokens = _new_tokens(max_new_tokens, max_length, defaults, prompt)
+    do_sample = bool(_setting("do_sample", do_sample, defaults))
+    temperature = _setting("temperature", temperature, defaults)
+    top_k = _setting("top_k", top_k, defaults)
+    top_p = _setting("top_p", top_p, defaults)
+    _check_arguments(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
+    eos = _token_ids(_setting("eos_token_id", eos_token_id, defaults, config), "eos_token_id")
+    pad_token_id = _setting("pad_token_id", pad_token_id, defaults, config)
     if pad_token_id is None and eos is not None:
         pad_token_id = eos[0]  # transformers does the same
     if pad_token_id is not None and (isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int)):

@@ -272,6 +272,13 @@ class TaskModel(nn.Module):
     tied: ClassVar[Mapping[str, str]] = {}
 
     config: Any
+    _output_fields: ClassVar[tuple[str, ...]] = ()  # output_class's field names (torch.compile traces a tuple)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        output = getattr(cls, "output_class", None)
+        if output is not None:
+            cls._output_fields = tuple(f.name for f in fields(output))
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)  # the family's base class: stores and checks the config
@@ -306,7 +313,7 @@ class TaskModel(nn.Module):
         out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
         predictions = self.predict(out, inputs)
         loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
-        carried = {f.name: getattr(out, f.name) for f in fields(self.output_class) if hasattr(out, f.name)}
+        carried = {name: getattr(out, name) for name in self._output_fields if hasattr(out, name)}
         return self.output_class(**{**carried, "loss": loss, **predictions})
 
     def run_trunk(self, inputs: dict[str, Any]) -> Any:

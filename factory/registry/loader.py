@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from factory.errors import FactoryError, RegistryError
-from factory.registry import cache, schemas
+from factory.registry import cache, runtime, schemas
 from factory.registry.documents import entries_from
 from factory.registry.merge import merge
 from factory.registry.sources import Source, disabled_packs, discover_sources, list_files
@@ -123,11 +123,13 @@ def load_registry(
     include_builtin: bool = True,
     include_plugins: bool = True,
     packs: bool | Iterable[str] | None = None,
+    include_runtime: bool = True,
 ) -> Table:
     """Load and merge the registry into a new immutable :class:`Table`.
 
     ``packs``: ``None``/``True`` for every pack not disabled by ``FACTORY_DISABLE_PACKS``,
-    ``False`` for none, or the names of the packs to keep.
+    ``False`` for none, or the names of the packs to keep. ``include_runtime``: put this process's
+    ``register()`` calls (the ``runtime`` source, :mod:`factory.registry.runtime`) on top.
     Raises the first problem found (a :class:`FactoryError` naming file and line);
     ``factory validate`` lists them all.
     """
@@ -141,18 +143,36 @@ def load_registry(
             first.args = (str(first),)
         raise first
     assert result.table is not None
-    return result.table
+    return runtime.layer(result.table, runtime.current()) if include_runtime else result.table
 
 
 _default_lock = threading.Lock()
-_default: list[Table] = []
+_default: list[Table] = []  # the YAML sources' table, loaded once
+_layered: list[tuple[Table, runtime.RuntimeSource, Table]] = []  # (base, runtime source, the two layered)
 
 
-def registry() -> Table:
-    """The default table (built-ins, plugins, ``FACTORY_REGISTRY_PATH``), loaded once, lazily."""
+def base_registry() -> Table:
+    """The default YAML sources (built-ins, plugins, ``FACTORY_REGISTRY_PATH``) merged, loaded once, lazily."""
     if _default:
         return _default[0]
     with _default_lock:
         if not _default:
-            _default.append(load_registry())
+            _default.append(load_registry(include_runtime=False))
         return _default[0]
+
+
+def registry() -> Table:
+    """The default table: :func:`base_registry` with this process's ``register()`` calls on top.
+
+    A registration replaces the default table by a new one; tables themselves never change.
+    """
+    base = base_registry()
+    source = runtime.current()
+    if not source:
+        return base
+    found = _layered[0] if _layered else None
+    if found is not None and found[0] is base and found[1] is source:
+        return found[2]
+    table = runtime.layer(base, source)
+    _layered[:] = [(base, source, table)]
+    return table

@@ -146,17 +146,7 @@ def merge(
     arch_map: dict[str, Architecture] = {}
     for arch in architectures:
         prior = arch_map.get(arch.name)
-        if prior is None:
-            arch_map[arch.name] = arch
-        else:
-            arch_map[arch.name] = Architecture(
-                name=arch.name,
-                summary=prior.summary or arch.summary,
-                files=prior.files + arch.files,
-                rules=prior.rules + arch.rules,
-                shares_targets_with=tuple(sorted({*prior.shares_targets_with, *arch.shares_targets_with})),
-                lint=FrozenDict({**arch.lint, **prior.lint}),
-            )
+        arch_map[arch.name] = arch if prior is None else combine_architectures(prior, arch)
     ckpt_map = _merge_entries(checkpoints, "checkpoint", errors)
     for ckpt in ckpt_map.values():
         if ckpt.architecture and ckpt.architecture not in arch_map:
@@ -171,6 +161,18 @@ def merge(
     if errors:
         return None
     return Table(task_map, arch_map, reg_map, ckpt_map, sources)
+
+
+def combine_architectures(prior: Architecture, arch: Architecture) -> Architecture:
+    """One architecture defined in several files: ``prior`` (earlier in source order) and ``arch``."""
+    return Architecture(
+        name=arch.name,
+        summary=prior.summary or arch.summary,
+        files=prior.files + arch.files,
+        rules=prior.rules + arch.rules,
+        shares_targets_with=tuple(sorted({*prior.shares_targets_with, *arch.shares_targets_with})),
+        lint=FrozenDict({**arch.lint, **prior.lint}),
+    )
 
 
 def _check_aliases(tasks: Mapping[str, Task], errors: list[FactoryError]) -> None:

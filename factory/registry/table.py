@@ -22,7 +22,7 @@ from factory.errors import (
     UnknownTaskError,
 )
 
-SOURCE_ORDER = ("builtin", "plugin", "env", "path")
+SOURCE_ORDER = ("builtin", "plugin", "env", "path", "runtime")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -100,7 +100,7 @@ class Provenance:
 
     file: str
     line: int
-    source: str  # builtin | plugin | env | path | git
+    source: str  # builtin | plugin | env | path | runtime | git
     distribution: str | None = None
     version: str | None = None
 

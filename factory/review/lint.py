@@ -40,12 +40,12 @@ any more) is not a lint finding: the merge rejects it (``OverrideError``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.build import targets, transformers_builder
+from factory.build import contract, targets, transformers_builder
 from factory.errors import FactoryError, MissingDependencyError, TargetImportError
 from factory.paths import display_path
 from factory.registry.table import Checkpoint, Provenance, Registration, Table
@@ -152,11 +152,16 @@ class _Linter:
         return [(("checkpoint", ckpt.name), ckpt.lint)]
 
 
-def lint_table(table: Table, *, imports: bool = False, as_of: str | None = None) -> list[Finding]:
-    """Every lint finding of ``table``, suppressed ones included, sorted by place."""
+def lint_table(
+    table: Table, *, imports: bool = False, as_of: str | None = None, only: Callable[[str | None], bool] | None = None
+) -> list[Finding]:
+    """Every lint finding of ``table``, suppressed ones included, sorted by place.
+
+    ``only(file)``: import only the targets of the files it accepts (and their architectures' configs).
+    """
     linter = _Linter(table, as_of)
     if imports:
-        _check_imports(linter)
+        _check_imports(linter, only)
     _check_pins(linter)
     _check_shared_targets(linter)
     _check_useless_overrides(linter)
@@ -200,12 +205,23 @@ def _config_for_check(
     return imported.get(("config", reg.architecture)), config_reg
 
 
-def _check_imports(lt: _Linter) -> None:
+def _to_import(table: Table, only: Callable[[str | None], bool] | None) -> list[tuple[tuple[str, str], Registration]]:
+    """The registrations whose targets an import check imports: all, or those of ``only``'s files plus configs."""
+    if only is None:
+        return list(table.registrations.items())
+    chosen = {key: reg for key, reg in table.registrations.items() if only(reg.provenance.file)}
+    for arch in {a for _, a in chosen}:
+        if ("config", arch) in table.registrations:
+            chosen.setdefault(("config", arch), table.registrations[("config", arch)])
+    return list(chosen.items())
+
+
+def _check_imports(lt: _Linter, only: Callable[[str | None], bool] | None = None) -> None:
     """F001-F003. An optional package missing for a pack entry is a warning: it cannot be checked here."""
     import warnings
 
     imported: dict[tuple[str, str], Any] = {}
-    for key, reg in lt.table.registrations.items():
+    for key, reg in _to_import(lt.table, only):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -217,8 +233,8 @@ def _check_imports(lt: _Linter) -> None:
     for (task, arch), obj in imported.items():
         reg = lt.table.registrations[(task, arch)]
         if task == "config":
-            model_type = getattr(obj, "model_type", None)
-            if isinstance(model_type, str) and model_type and model_type != arch:
+            model_type = contract.model_type_of(obj)
+            if model_type and model_type != arch:
                 lt.add(
                     "F002",
                     f"config class {reg.target} has model_type {model_type!r}, but is registered "
@@ -229,13 +245,8 @@ def _check_imports(lt: _Linter) -> None:
                 )
             continue
         config_cls, config_reg = _config_for_check(lt, reg, imported)
-        declared = getattr(obj, "config_class", None)
-        if (
-            isinstance(config_cls, type)
-            and isinstance(declared, type)
-            and declared is not config_cls
-            and not issubclass(config_cls, declared)
-        ):
+        declared = contract.conflicting_config_class(obj, config_cls)
+        if declared is not None:
             lt.add(
                 "F003",
                 f"{reg.target} declares config_class {declared.__module__}.{declared.__qualname__}, "
@@ -499,12 +510,14 @@ def _check_suppressions(lt: _Linter, imports: bool) -> None:
                 )
 
 
-def check_imports(table: Table) -> list[dict[str, Any]]:
+def check_imports(table: Table, only: Callable[[str | None], bool] | None = None) -> list[dict[str, Any]]:
     """``validate --import``: lint's F001-F003 (import, model_type, config_class), as finding dicts.
 
-    Suppressed findings are reported as such and never fail the run.
+    Suppressed findings are reported as such and never fail the run. ``only(file)``: check the entries of
+    the files it accepts, and report only their findings.
     """
-    return [f.as_dict() for f in lint_table(table, imports=True) if f.code in IMPORT_CODES]
+    found = lint_table(table, imports=True, only=only)
+    return [f.as_dict() for f in found if f.code in IMPORT_CODES and (only is None or only(f.file))]
 
 
 __all__ = ["CODES", "Finding", "check_imports", "has_failures", "lint_table", "table_version"]

@@ -319,7 +319,7 @@ def test_hub_repo_builds_and_matches_transformers_then_offline(fake_hub: FakeHub
     directory, reference = hf_gpt2_dir
     commit = fake_hub.add_commit("org/tiny-gpt2", directory)
     model = factory.build("text-generation", "org/tiny-gpt2")
-    assert sorted(set(fake_hub.fetched())) == ["config.json", "model.safetensors"]
+    assert sorted(set(fake_hub.fetched())) == ["config.json", "generation_config.json", "model.safetensors"]
     assert model.factory_provenance["source"] == "hub"
     assert model.factory_provenance["commit"] == commit
     ids = torch.tensor([[1, 5, 7, 9, 2]])
