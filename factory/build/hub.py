@@ -11,7 +11,6 @@ This module does not import torch or huggingface_hub at import time.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from factory.errors import CheckpointError, HubError, PickleRefusedError
+from factory.untrusted import MAX_INDEX_BYTES, read_json
 
 # --- checkpoint layout (shared with factory.build.weights) ---------------------------
 CONFIG_FILE = "config.json"
@@ -55,14 +55,9 @@ _MAX_PARALLEL = 8
 def read_index(index: str | Path) -> list[str]:
     """Shard file names named by a ``*.index.json`` (unique, in first-mention order), validated."""
     index = Path(index)
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"index is not valid JSON: {exc.msg}", file=index, line=exc.lineno, column=exc.colno
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"index cannot be read: {exc}", file=index) from None
+    data = read_json(
+        index, max_bytes=MAX_INDEX_BYTES, error=CheckpointError, what="a safetensors index", require_object=False
+    )
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if (
         not isinstance(weight_map, dict)

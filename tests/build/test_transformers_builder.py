@@ -821,7 +821,7 @@ def test_config_rejecting_values_is_a_config_error(roberta_dir, pack_table):
 def test_unknown_dtype(roberta_dir, pack_table):
     from factory.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown dtype 'float13'"):
+    with pytest.raises(ConfigError, match="dtype 'float13' is not a floating-point torch dtype"):
         factory.build("model", roberta_dir, registry=pack_table, dtype="float13")
 
 

@@ -362,7 +362,7 @@ def test_resolve_dtype():
     assert resolve_dtype("bfloat16") is torch.bfloat16
     assert resolve_dtype(torch.float64) is torch.float64
     assert resolve_dtype(None) is None and resolve_dtype("auto") is None
-    with pytest.raises(ConfigError, match="dtype 'int8' is not a floating-point torch dtype"):
+    with pytest.raises(ConfigError, match="dtype 'int8' cannot be built in: not a floating-point dtype"):
         resolve_dtype("int8")
 
 
