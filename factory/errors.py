@@ -180,3 +180,7 @@ class UntrustedCodeWarning(UserWarning):
 
 class SaveError(FactoryError):
     """A checkpoint could not be written; the target was left untouched."""
+
+
+class ConcurrentWriteWarning(UserWarning):
+    """Another process wrote into a checkpoint directory while it was being saved; its files were kept."""

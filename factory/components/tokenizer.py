@@ -727,6 +727,8 @@ class Tokenizer:
                         **plain_template_input(context),
                     )
                 )
+            except TokenizerError as err:  # over its budget
+                raise err.located(self.name_or_path or None) from None
             except Exception as exc:
                 raise TokenizerError(
                     f"the chat template failed to render: {type(exc).__name__}: {exc}",

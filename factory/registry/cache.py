@@ -2,7 +2,7 @@
 
 A warm load reads one JSON file instead of parsing, validating and merging every
 YAML file. The key covers every source (kind, root, distribution, version), every
-file's relative path, size, mtime and inode, the schemas and the factory version,
+file's relative path, size, mtime, ctime and inode, the schemas and the factory version,
 so an edit, a rename, an added or removed file, or a plugin upgrade gives a new key.
 Files are written atomically (temp file + rename): concurrent writers never leave
 a torn file, and a corrupt file is ignored with a warning and rebuilt.
@@ -66,8 +66,14 @@ def cache_key(sources: Sequence[Any], files: Iterable[tuple[Any, Path]], extra: 
     stat = os.stat
     lines = []
     for source, path in files:
-        st = stat(path)
-        lines.append(f"{source.kind} {path} {st.st_size} {st.st_mtime_ns} {st.st_ino}")
+        try:
+            st = stat(path)
+        except OSError:  # vanished since it was listed: the load that follows reports it
+            lines.append(f"{source.kind} {path} -")
+            continue
+        # st_ctime_ns too: `cp -p`, `rsync -t` or utime() can restore size and mtime (and even the inode)
+        # of a replaced file, but not its change time.
+        lines.append(f"{source.kind} {path} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}")
     h.update("\n".join(lines).encode())
     return h.hexdigest()
 

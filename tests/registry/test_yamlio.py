@@ -179,6 +179,6 @@ def test_unreadable_path_is_a_registry_error(tmp_path):
     with pytest.raises(RegistryError) as info:
         load_document(tmp_path)  # a directory
     assert info.value.file == str(tmp_path)
-    assert "cannot read" in info.value.message
-    with pytest.raises(RegistryError, match="cannot read"):
+    assert "is a directory, not a regular file" in info.value.message
+    with pytest.raises(RegistryError, match="file does not exist"):
         load_document(tmp_path / "missing.yaml")
