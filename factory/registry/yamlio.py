@@ -77,7 +77,7 @@ class _Builder:
             # Aliased nodes carry the anchor's position; name the top-level entry being expanded.
             line, column = self.positions.get(path[:1], (node.start_mark.line + 1, node.start_mark.column + 1))
             if self.aliased:
-                message = f"document expands to more than {NODE_BUDGET} values through aliases (an alias-expansion bomb)"
+                message = f"document expands to over {NODE_BUDGET} values through aliases (an alias-expansion bomb)"
                 hint = "registry files never need this many values; remove the repeated aliases"
             else:
                 message = f"document holds more than {NODE_BUDGET} values"
