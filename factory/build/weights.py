@@ -18,6 +18,7 @@ read only with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import time
@@ -65,12 +66,13 @@ def find_weight_files(directory: str | Path, *, allow_pickle: bool = False) -> l
             "checkpoint directory does not exist or is not a directory",
             file=directory,
         )
-    if (directory / SAFE_WEIGHTS).is_file():
+    # lexists, not is_file: a FIFO or a directory in a weights file's place is reported as such when read
+    if os.path.lexists(directory / SAFE_WEIGHTS):
         return [directory / SAFE_WEIGHTS]
-    if (directory / SAFE_INDEX).is_file():
+    if os.path.lexists(directory / SAFE_INDEX):
         return _shards_from_index(directory / SAFE_INDEX)
 
-    pickles = [name for name in (PICKLE_INDEX, *PICKLE_SINGLE_NAMES) if (directory / name).is_file()]
+    pickles = [name for name in (PICKLE_INDEX, *PICKLE_SINGLE_NAMES) if os.path.lexists(directory / name)]
     if pickles:
         if not allow_pickle:
             raise PickleRefusedError(
@@ -98,7 +100,7 @@ def _shards_from_index(index: Path) -> list[Path]:
     shards = []
     for name in read_index(index):
         shard = index.parent / name
-        if not shard.is_file():
+        if not os.path.lexists(shard):
             raise CheckpointError(
                 f"the index names shard {name}, which is missing from {index.parent}",
                 file=index,

@@ -365,8 +365,8 @@ def check_values(
             value = out[key] = int(value)  # JSON does not tell 2048 from 2048.0
         if hint is not None and not _conforms(value, hint):
             raise _bad_value(owner, key, f"must be {_type_name(hint)}", value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _bad_value(owner, key, "must be a finite number", value)
+        if (hint is not None or limit is not None) and isinstance(value, float) and not math.isfinite(value):
+            raise _bad_value(owner, key, "must be a finite number", value)  # keys nobody declares are not judged
         if limit is None or value is None:
             continue
         low, high = limit
@@ -440,7 +440,7 @@ def _check_estimate(estimate: int, config: Any, file: str | Path | None, max_par
         name = type(config).__name__
         raise ConfigError(
             f"{name}: the model this config describes has about {estimate:.3g} parameters, more than the "
-            f"budget of {max_parameters:.0e}: refused before constructing anything",
+            f"budget of {max_parameters:,}: refused before constructing anything",
             file=file,
             hint="check vocab_size, hidden_size, intermediate_size and num_hidden_layers in config.json",
             estimate=estimate,
