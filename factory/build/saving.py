@@ -289,9 +289,9 @@ def _atomic_directory(target: Path, stale: re.Pattern[str]) -> Iterator[Path]:
         tmp = _make_temp(target)
     except OSError as exc:
         raise SaveError(f"cannot create a temporary directory next to the target: {exc}", file=target) from None
+    before = _tree_state(target) if target.is_dir() else None  # what was there before the save began
     try:
         yield tmp
-        before = _tree_state(target) if target.is_dir() else None
         if before is not None:
             _carry_over(target, tmp, stale)
         _fsync_tree(tmp)

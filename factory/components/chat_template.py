@@ -45,8 +45,9 @@ class TemplateBudgetError(TokenizerError):
 class _Budget:
     """What one render may still spend."""
 
-    def __init__(self, steps: int = MAX_STEPS, seconds: float = MAX_SECONDS) -> None:
-        self.steps, self.seconds = steps, seconds
+    def __init__(self, steps: int | None = None, seconds: float | None = None) -> None:
+        self.steps = MAX_STEPS if steps is None else steps
+        self.seconds = MAX_SECONDS if seconds is None else seconds
         self.start()
 
     def start(self) -> None:

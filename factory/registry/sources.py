@@ -73,8 +73,8 @@ class Source:
                 try:
                     is_dir = entry.is_dir()
                     ident = _identity(entry.stat()) if is_dir else None
-                except OSError:  # a dangling link, a link loop (ELOOP): nothing to read there
-                    continue
+                except OSError:  # a link loop (ELOOP): a YAML name is kept, so that reading it reports it
+                    is_dir, ident = False, None
                 if is_dir:
                     if ident not in seen:
                         seen.add(ident)
