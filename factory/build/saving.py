@@ -242,7 +242,7 @@ def remove_stale_temporaries(target: Path, *, now: float | None = None) -> list[
     """
     pattern = _own_temp(target)
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(target.parent))
     except OSError:

@@ -90,8 +90,9 @@ def _check_arguments(args: Iterable[Any], fmt: Any = None) -> None:
     for arg in args:
         if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_VALUE:
             raise _over(f"an argument of {arg:,} (widths and counts are limited to {MAX_VALUE:,})")
-    if isinstance(fmt, str) and _WIDTH.search(fmt):
-        raise _over(f"a format width or precision of {_WIDTH.search(fmt).group(1)} (limited to {MAX_VALUE:,})")
+    width = _WIDTH.search(fmt) if isinstance(fmt, str) else None
+    if width is not None:
+        raise _over(f"a format width or precision of {width.group(1)} (limited to {MAX_VALUE:,})")
 
 
 class _RangeView:
@@ -243,7 +244,7 @@ def _budgeted_environment(jinja2: Any, base: type, budget: _Budget) -> type:
     """The sandbox, with every step it can see counted and every value it makes bounded."""
     from jinja2.compiler import CodeGenerator, optimizeconst
 
-    class Generator(CodeGenerator):  # type: ignore[misc]
+    class Generator(CodeGenerator):
         def visit_For(self, node: Any, frame: Any) -> None:
             # every loop iterates through the budget: an empty loop body costs steps too
             node.iter = jinja2.nodes.Call(
@@ -251,7 +252,7 @@ def _budgeted_environment(jinja2: Any, base: type, budget: _Budget) -> type:
             )
             super().visit_For(node, frame)
 
-        @optimizeconst  # type: ignore[untyped-decorator,misc]
+        @optimizeconst
         def visit_Concat(self, node: Any, frame: Any) -> None:
             self.write("environment.budget_concat((")
             for arg in node.nodes:
@@ -259,7 +260,7 @@ def _budgeted_environment(jinja2: Any, base: type, budget: _Budget) -> type:
                 self.write(", ")
             self.write("))")
 
-    class Environment(base):  # type: ignore[misc,valid-type]
+    class Environment(base):  # type: ignore[misc]
         code_generator_class = Generator
         intercepted_binops = frozenset(("*", "+", "%", "**", "//"))
 

@@ -75,7 +75,7 @@ class Source:
                     ident = _identity(entry.stat()) if is_dir else None
                 except OSError:  # a link loop (ELOOP): a YAML name is kept, so that reading it reports it
                     is_dir, ident = False, None
-                if is_dir:
+                if is_dir and ident is not None:
                     if ident not in seen:
                         seen.add(ident)
                         stack.append((entry.path, f"{rel}{entry.name}/"))
