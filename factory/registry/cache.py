@@ -23,6 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from factory.errors import FactoryError
 from factory.registry.table import (
     Architecture,
     Checkpoint,
@@ -36,9 +37,12 @@ from factory.registry.table import (
     Task,
     _freeze,
 )
+from factory.untrusted import read_bytes
 
 FORMAT = 2
 KEEP = 8
+#: A cache file of the ~1,000-architecture table is a few MiB.
+MAX_CACHE_BYTES = 256 << 20
 
 
 class CacheWarning(UserWarning):
@@ -84,9 +88,14 @@ def read_json(kind: str, key: str) -> Any | None:
     if directory is None:
         return None
     path = directory / f"{kind}-{key[:32]}.json"
+    if not os.path.lexists(path):
+        return None
     try:
-        raw = path.read_bytes()
-    except OSError:
+        raw = read_bytes(path, max_bytes=MAX_CACHE_BYTES)  # a FIFO or a device in its place never blocks
+    except FactoryError as exc:
+        warnings.warn(
+            f"ignoring unusable registry cache {path} ({exc.message}); rebuilding it", CacheWarning, stacklevel=3
+        )
         return None
     try:
         with _gc_paused():

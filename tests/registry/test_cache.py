@@ -222,3 +222,14 @@ def test_a_plugin_directory_renamed_after_the_scan_was_cached(reg_env, arch_yaml
         reg_env.load(packs=False)  # the cached scan is not trusted: a rescan reports the broken entry point
     moved.rename(root)
     assert "acme" in reg_env.load(packs=False).architectures
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_a_cache_file_is_rebuilt_not_read(registry_dir, tmp_path, finishes):
+    cold = _load(registry_dir)
+    (entry,) = (tmp_path / "cache").glob("registry-*.json")
+    entry.unlink()
+    os.mkfifo(entry)
+    with pytest.warns(CacheWarning, match=r"ignoring unusable registry cache .* \(is a FIFO"):
+        assert finishes(lambda: _load(registry_dir)).digest == cold.digest
+    assert entry.is_file()  # rewritten as a regular file
