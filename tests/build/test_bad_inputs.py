@@ -234,9 +234,11 @@ def test_a_task_that_is_not_a_string_is_an_invalid_argument(task):
         factory.build(task, "gpt2")
 
 
-def test_device_meta_builds_a_meta_model(gpt2_dir: Path):
-    for name, overrides in ((gpt2_dir, None), ("gpt2", TINY_GPT2)):
-        model = factory.build("causal-lm", name, device="meta", config_overrides=overrides)
-        assert {p.device.type for p in model.parameters()} == {"meta"}
-    report = factory.build("causal-lm", gpt2_dir, device="meta").factory_load_report
+def test_device_meta_with_a_checkpoint_builds_a_meta_model(gpt2_dir: Path):
+    """Not the "parameters left on the meta device" contract error: the names, shapes and dtypes are
+    checked against the checkpoint, and nothing is read. (A fresh meta build is issue 11's: it initialises
+    on the meta device, which imports torch._dynamo.)"""
+    loaded = factory.build("causal-lm", gpt2_dir, device="meta")
+    assert {p.device.type for p in loaded.parameters()} == {"meta"}
+    report = loaded.factory_load_report
     assert report.missing == () and report.mismatched == () and report.device.type == "meta"

@@ -14,7 +14,8 @@ from factory.registry.sources import Source
 
 
 @pytest.fixture
-def tree(tmp_path: Path, arch_yaml) -> Path:
+def tree(reg_env, tmp_path: Path, arch_yaml) -> Path:
+    """A registry directory beside an isolated built-in one (the task table only): loads take milliseconds."""
     root = tmp_path / "reg"
     (root / "models").mkdir(parents=True)
     (root / "models" / "alpha.yaml").write_text(arch_yaml("alpha"))
