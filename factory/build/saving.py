@@ -306,7 +306,13 @@ def _atomic_directory(target: Path, stale: re.Pattern[str]) -> Iterator[Path]:
             hint="nothing was written: the target directory is as it was before",
         ) from exc
     if old is not None:
-        _retire(old, target, before or {})
+        try:
+            _retire(old, target, before or {})
+        except OSError as exc:  # the save itself succeeded: say what is left where, delete nothing more
+            warnings.warn(
+                f"{target} was saved, but the previous checkpoint could not be cleaned up ({exc}); it is left at {old}",
+                stacklevel=3,
+            )
 
 
 FileState = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
