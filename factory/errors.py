@@ -34,6 +34,14 @@ class FactoryError(Exception):
             setattr(self, key, value)
         super().__init__(self.__str__())
 
+    def located(self, file: str | Path | None, line: int | None = None) -> FactoryError:
+        """This error, with ``file`` (and ``line``) filled in if it named no file yet; returns ``self``."""
+        if self.file is None and file is not None:
+            self.file = str(file)
+            self.line = line if line is not None else self.line
+            self.args = (self.__str__(),)
+        return self
+
     @property
     def location(self) -> str | None:
         """``file:line:column`` as far as known."""
@@ -116,6 +124,10 @@ class UnknownCheckpointError(NotFoundError):
     """A name is neither a named checkpoint, a local path, an architecture nor a Hub repo."""
 
 
+class InvalidArgumentError(FactoryError, TypeError):
+    """A public function was called with an argument of the wrong type (a task that is not a string, ...)."""
+
+
 # --- building -----------------------------------------------------------------
 class TargetImportError(FactoryError):
     """A registered target could not be imported."""
@@ -176,3 +188,7 @@ class RegistrationError(RegistryError):
 
 class UnsupportedOptionError(FactoryError, TypeError):
     """A keyword argument (often one of transformers') that factory refuses or does not implement."""
+
+
+class ConcurrentWriteWarning(UserWarning):
+    """Another process wrote into a checkpoint directory while it was being saved; its files were kept."""

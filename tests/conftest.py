@@ -7,13 +7,25 @@ that use them (``tests.build.hub_server``, ``tests.models.parity``).
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from factory.registry import loader, sources
+
+# Property-based tests (hypothesis): a short profile by default and in CI, so that `make test` keeps its
+# budget; HYPOTHESIS_PROFILE=long searches much harder. Time bounds are asserted in the tests themselves
+# (deadline=None: a busy shared machine must not turn a slow example into a flaky failure).
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("ci", max_examples=40, **_COMMON)
+settings.register_profile("dev", max_examples=200, **_COMMON)
+settings.register_profile("long", max_examples=3000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: The real task table, copied into every isolated registry.
 TASKS_YAML = sources.builtin_dir() / "tasks.yaml"
@@ -97,3 +109,28 @@ def arch_yaml():
 @pytest.fixture
 def reg_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RegistryEnv:
     return RegistryEnv(tmp_path, monkeypatch)
+
+
+def _finishes(func, seconds: float = 5.0):
+    """Run ``func`` in a thread; fail if it has not returned (or raised) within ``seconds``."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = func()
+        except BaseException as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s (blocked?)"
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+@pytest.fixture
+def finishes():
+    """``finishes(func, seconds=5)``: run ``func``, failing the test if it blocks (a FIFO read, a hang)."""
+    return _finishes

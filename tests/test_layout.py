@@ -28,7 +28,7 @@ MAY_IMPORT = {
     "registry": {"ground"},
     "ground": set(),
 }
-GROUND_MODULES = {"__init__", "errors", "paths"}
+GROUND_MODULES = {"__init__", "errors", "paths", "untrusted"}
 ENTRY_POINTS = {"__main__": "cli"}  # python -m factory runs the command line
 
 

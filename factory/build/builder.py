@@ -9,7 +9,7 @@ handed to :mod:`factory.build.transformers_builder`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from factory.build import records
 from factory.build.resolve import Resolution, explain, resolve, task_kind
 from factory.build.targets import import_target
 from factory.errors import CheckpointError, ConfigError, FactoryError
-from factory.models.configuration import CODE_KEYS
+from factory.models.configuration import CODE_KEYS, check_size
 from factory.registry.table import Registration, Table
 
 __all__ = ["build", "build_from_resolution", "explain"]
@@ -163,8 +163,8 @@ def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str
             return from_dict(dict(data), **overrides)
         clean = {k: v for k, v in data.items() if k not in CODE_KEYS and k != "model_type"}
         return config_cls(**{**records.without_metadata(config_cls, clean), **overrides})
-    except FactoryError:
-        raise
+    except FactoryError as err:
+        raise err.located(res.config_file or res.registration.provenance.file) from None
     except Exception as exc:  # a config class rejecting the values
         raise ConfigError(
             f"cannot build {config_cls.__qualname__} from config.json: {type(exc).__name__}: {exc}",
@@ -185,9 +185,14 @@ def _config_for(table: Table, res: Resolution, overrides: Mapping[str, Any]) -> 
     return make_config(config_cls, res.config, overrides, res)
 
 
-def resolve_dtype(dtype: Any, config: Any, data: Mapping[str, Any] | None = None) -> Any:
+def resolve_dtype(
+    dtype: Any, config: Any, data: Mapping[str, Any] | None = None, file: str | Path | None = None
+) -> Any:
     """The torch dtype to build in: the argument, else the config's torch_dtype/dtype (or ``data``'s, the
-    config.json dict, for a config class that keeps neither), else float32."""
+    config.json dict, for a config class that keeps neither), else float32.
+
+    A dtype named by the config that cannot be built in is a :class:`ConfigError` naming ``file`` and the key.
+    """
     import torch
 
     from factory.build.placement import resolve_dtype as to_dtype
@@ -196,8 +201,19 @@ def resolve_dtype(dtype: Any, config: Any, data: Mapping[str, Any] | None = None
     if chosen is None:
         for source, key in [(s, k) for s in (config, data or {}) for k in ("torch_dtype", "dtype")]:
             value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
-            if value and to_dtype(value) is not None:
-                return to_dtype(value)
+            if not value:
+                continue
+            try:
+                found = to_dtype(value)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"config.json: {key} {value!r} is not a dtype a model can be built in ({err.message})",
+                    file=file,
+                    key=key,
+                    hint=f"fix {key} in config.json (float32, float16, bfloat16), or pass dtype=... to override it",
+                ) from None
+            if found is not None:
+                return found
         return torch.float32
     return chosen
 
@@ -218,24 +234,38 @@ def _build_native_model(
     from factory.build import weights as W
 
     config = _config_for(table, res, overrides)
-    torch_dtype = resolve_dtype(dtype, config, res.config)
+    torch_dtype = resolve_dtype(dtype, config, res.config, res.config_file)
+    check_size(config, file=res.config_file or res.registration.provenance.file)
     if res.directory is None or not weights:
-        return records.record(_fresh(model_cls, config, res, torch_dtype, device).eval(), config, res.directory)
+        fresh = _constructed(
+            lambda: meta.fresh_model(model_cls, config, dtype=torch_dtype, device=device), model_cls, res
+        )
+        return records.record(fresh, config, res.directory)
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
-    model = meta.empty_model(model_cls, config, dtype=torch_dtype)
-    report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
+    model = _constructed(lambda: meta.empty_model(model_cls, config, dtype=torch_dtype), model_cls, res)
+    try:
+        report = W.load_weights(
+            model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle
+        )
+    except FactoryError:
+        raise
+    except Exception as exc:  # torch refusing a tensor: report it against the checkpoint
+        raise CheckpointError(
+            f"loading the weights into {model_cls.__qualname__} failed: {type(exc).__name__}: {exc}",
+            file=files[0] if len(files) == 1 else res.directory,
+            hint="check that the checkpoint's config.json and weights belong together; download it again",
+        ) from None
     model.eval()
-    model.factory_load_report = report  # type: ignore[assignment]  # an attribute, not a submodule
+    model.factory_load_report = report  # an attribute, not a submodule
     return records.record(model, config, res.directory)
 
 
-def _fresh(model_cls: Any, config: Any, res: Resolution, dtype: Any, device: Any) -> Any:
-    from factory.build import meta
-
+def _constructed(construct: Callable[[], Any], model_cls: Any, res: Resolution) -> Any:
+    """``construct()``, with anything but a FactoryError reported against the config it came from."""
     try:
-        return meta.fresh_model(model_cls, config, dtype=dtype, device=device)
-    except FactoryError:
-        raise
+        return construct().eval()
+    except FactoryError as err:
+        raise err.located(res.config_file or res.registration.provenance.file) from None
     except Exception as exc:
         raise ConfigError(
             f"constructing {model_cls.__qualname__} from its config failed: {type(exc).__name__}: {exc}",
@@ -251,11 +281,23 @@ def _build_component(component_cls: Any, res: Resolution, overrides: Mapping[str
             f"a {res.task} needs files: {res.name!r} is an architecture name, not a checkpoint",
             hint="pass a checkpoint directory, named checkpoint or Hub repo id",
         )
+    construct = component_cls
     for method in ("from_directory", "from_pretrained"):
         factory_method = getattr(component_cls, method, None)
         if callable(factory_method):
-            return factory_method(res.directory, **overrides)
-    return component_cls(res.directory, **overrides)
+            construct = factory_method
+            break
+    try:
+        return construct(res.directory, **overrides)
+    except FactoryError as err:
+        raise err.located(res.directory) from None
+    except Exception as exc:  # a component class failing on the checkpoint's files
+        raise CheckpointError(
+            f"building the {res.task} {getattr(component_cls, '__qualname__', component_cls)} from the checkpoint "
+            f"failed: {type(exc).__name__}: {exc}",
+            file=res.directory,
+            hint="check the checkpoint's preprocessing files (tokenizer.json, tokenizer_config.json, ...)",
+        ) from None
 
 
 def _build_transformers(table: Table, target: Any, res: Resolution, kind: str, **options: Any) -> Any:

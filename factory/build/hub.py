@@ -11,7 +11,6 @@ This module does not import torch or huggingface_hub at import time.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from factory.errors import CheckpointError, HubError, PickleRefusedError
+from factory.untrusted import MAX_INDEX_BYTES, read_json
 
 # --- checkpoint layout (shared with factory.build.weights) ---------------------------
 CONFIG_FILE = "config.json"
@@ -53,19 +53,16 @@ MODEL_EXTRA_FILES = ("generation_config.json",)
 Kind = Literal["config", "model", "component"]
 KINDS: tuple[str, ...] = ("config", "model", "component")
 _MAX_PARALLEL = 8
+#: Seconds the first request of a download may take to connect before the Hub counts as unreachable.
+PROBE_TIMEOUT = 5.0
 
 
 def read_index(index: str | Path) -> list[str]:
     """Shard file names named by a ``*.index.json`` (unique, in first-mention order), validated."""
     index = Path(index)
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"index is not valid JSON: {exc.msg}", file=index, line=exc.lineno, column=exc.colno
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"index cannot be read: {exc}", file=index) from None
+    data = read_json(
+        index, max_bytes=MAX_INDEX_BYTES, error=CheckpointError, what="a safetensors index", require_object=False
+    )
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if (
         not isinstance(weight_map, dict)
@@ -252,6 +249,7 @@ class _Fetcher:
         self.endpoint = hub_endpoint()
         self.snapshot: Path | None = None  # snapshots/<commit> in the cache
         self.fetched: list[str] = []
+        self.reachable = False  # the Hub answered a request of this session
 
     @property
     def commit(self) -> str | None:
@@ -287,13 +285,12 @@ class _Fetcher:
 
         revision = self.commit or self.revision
         repo_name = f"{self.subfolder}/{filename}" if self.subfolder else filename
-        if (
-            self.commit is not None
-            and try_to_load_from_cache(self.repo_id, repo_name, cache_dir=self.cache_dir, revision=self.commit)
-            is _CACHED_NO_EXIST
-        ):
+        cached = try_to_load_from_cache(self.repo_id, repo_name, cache_dir=self.cache_dir, revision=revision)
+        if self.commit is not None and cached is _CACHED_NO_EXIST:
             self._absent(filename, required, index)
             return None
+        if not self.offline and not self.reachable and not isinstance(cached, str):
+            self._probe(repo_name, revision)
         try:
             path = hf_hub_download(
                 self.repo_id,
@@ -325,6 +322,38 @@ class _Fetcher:
         if self.snapshot is None:
             self.snapshot = Path(path).parents[repo_name.count("/")]
         return Path(path)
+
+    def _probe(self, repo_name: str, revision: str) -> None:
+        """One request, without retries, before the first download the cache cannot answer.
+
+        ``hf_hub_download`` retries a failed connection five times with back-off (about 23 s)
+        when the file is not cached; a Hub that cannot be reached fails here within
+        :data:`PROBE_TIMEOUT` seconds instead, saying how to work offline.
+        """
+        from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+        url = hf_hub_url(self.repo_id, repo_name, revision=revision, endpoint=self.endpoint)
+        try:
+            get_hf_file_metadata(
+                url,
+                token=self.token,
+                endpoint=self.endpoint,
+                timeout=min(PROBE_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT),
+                retry_on_errors=False,
+            )
+        except Exception as exc:
+            if _is_network_error(exc):
+                raise HubError(
+                    f"cannot reach the Hub at {self.endpoint} ({_first_line(exc)}) for {repo_name} of "
+                    f"{self.repo_id!r} (revision {revision}), and it is not in the HF cache {self.cache_dir}",
+                    repo_id=self.repo_id,
+                    revision=revision,
+                    hint="to work without the network: set HF_HUB_OFFLINE=1 (the HF cache only), or pass a "
+                    "local checkpoint directory or a named checkpoint (`factory list`); check HF_ENDPOINT "
+                    "and the proxy settings otherwise",
+                ) from None
+            # Any other answer (not found, gated, ...) is the Hub speaking: hf_hub_download reports it.
+        self.reachable = True
 
     def exists(self, filename: str) -> bool:
         """Whether the repo has ``filename`` at the pinned commit (one HEAD request; False offline)."""
@@ -433,6 +462,14 @@ class _Fetcher:
             hint="check the network, the disk space of the HF cache and HF_ENDPOINT",
             **fields,
         )
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """A connection that failed (refused, timed out, DNS, TLS), as opposed to an answer from the Hub."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return isinstance(exc, (ConnectionError, TimeoutError)) or bool(
+        names & {"TransportError", "NetworkError", "TimeoutException", "ConnectError", "ProxyError"}
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,20 +21,43 @@ _DTYPE_NAMES = {
 }
 
 
+#: The dtypes a model can be built in (its floating parameters are cast to it).
+BUILD_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def resolve_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
-    """``torch.bfloat16``, ``"bfloat16"``, ``"torch.bfloat16"``, ``"bf16"`` -> torch dtype; None/"auto" -> None."""
-    if value is None or isinstance(value, torch.dtype):
-        return value
+    """``torch.bfloat16``, ``"bfloat16"``, ``"torch.bfloat16"``, ``"bf16"`` -> torch dtype; None/"auto" -> None.
+
+    Only :data:`BUILD_DTYPES`: an integer, bool, complex or float8 dtype is a :class:`ConfigError`
+    (float8 holds quantised weights, which need their scales; no native model computes in it).
+    """
+    if value is None:
+        return None
+    if isinstance(value, torch.dtype):
+        if value in BUILD_DTYPES:
+            return value
+        raise ConfigError(f"dtype {value} cannot be built in: {_why_not(value)}", hint=_DTYPE_HINT)
     if isinstance(value, str):
         name = value.strip().lower().removeprefix("torch.")
         if name == "auto":
             return None
         if name in _DTYPE_NAMES:
             return _DTYPE_NAMES[name]
-    raise ConfigError(
-        f"dtype {value!r} is not a floating-point torch dtype",
-        hint="use one of float32, float16, bfloat16, float64 (or a torch.dtype)",
-    )
+        other = getattr(torch, name, None)
+        if isinstance(other, torch.dtype):
+            raise ConfigError(f"dtype {value!r} cannot be built in: {_why_not(other)}", hint=_DTYPE_HINT)
+    raise ConfigError(f"dtype {value!r} is not a floating-point torch dtype", hint=_DTYPE_HINT)
+
+
+_DTYPE_HINT = "use one of float32, float16, bfloat16, float64 (or that torch.dtype), or 'auto'"
+
+
+def _why_not(dtype: torch.dtype) -> str:
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        return "float8 holds quantised weights, which need their scales; load in bfloat16 and quantise after"
+    if dtype.is_complex:
+        return "a complex dtype; model weights are real"
+    return "not a floating-point dtype (model weights are floating point)"
 
 
 def _safetensors_dtypes() -> dict[str, torch.dtype]:

@@ -9,16 +9,24 @@ default config), else a Hub repo id. Nothing here imports torch, so
 
 from __future__ import annotations
 
-import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from factory.errors import CheckpointError, ConfigError, FactoryError, UnknownCheckpointError, UntrustedCodeWarning
+from factory.errors import (
+    CheckpointError,
+    ConfigError,
+    FactoryError,
+    InvalidArgumentError,
+    UnknownCheckpointError,
+    UntrustedCodeWarning,
+)
 from factory.models.configuration import CODE_KEYS
 from factory.paths import display_path
 from factory.registry.table import Checkpoint, Dispatch, Registration, Table, suggest
+from factory.untrusted import read_json
 
 if TYPE_CHECKING:
     from factory.build.hub import Kind
@@ -94,22 +102,13 @@ def task_kind(table: Table, task: str) -> Kind:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """Read an untrusted ``config.json``."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            "no config.json in the checkpoint",
-            file=path,
-            hint="a checkpoint directory needs config.json with a model_type",
-        ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise ConfigError(
-            f"config.json is not valid JSON: {exc}", file=path, line=line, hint="fix or regenerate the file"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config.json must hold an object, found {type(data).__name__}", file=path)
+    """Read an untrusted ``config.json``: kind, size and nesting checked before it is parsed."""
+    data: dict[str, Any] = read_json(
+        path,
+        error=ConfigError,
+        what="config.json",
+        hint="a checkpoint directory needs config.json with a model_type",
+    )
     named = [k for k in CODE_KEYS if k in data]
     if named:
         warnings.warn(
@@ -134,11 +133,11 @@ def resolve(
     allow_pickle: bool = False,
 ) -> Resolution:
     """Decide where ``name`` comes from and which registration builds ``task``."""
+    name = check_name(task, name)
     task_obj = table.task(task)
     task = task_obj.name
     steps: list[Step] = []
     kind_needed = task_kind(table, task)
-    name = str(name)
     checkpoint = table.checkpoint(name)
     directory: Path | None = None
     commit: str | None = None
@@ -150,9 +149,8 @@ def resolve(
         kind = "checkpoint"
         steps.append(Step("name", f"named checkpoint {name!r} -> {_describe_ckpt(checkpoint)}", _where(checkpoint)))
         revision = revision or (checkpoint.hub.get("revision") if checkpoint.hub else None)
-    elif Path(name).expanduser().is_dir() or (Path(name).name == "config.json" and Path(name).expanduser().is_file()):
-        path = Path(name).expanduser().resolve()
-        directory = path if path.is_dir() else path.parent
+    elif (local := _local_checkpoint(name)) is not None:
+        directory = local
         kind = "local"
         steps.append(Step("name", f"local directory {directory}"))
     elif name in table.architectures:
@@ -227,6 +225,63 @@ def resolve(
         digest=table.digest,
         steps=steps,
     )
+
+
+#: Longer names are refused before they reach the file system (PATH_MAX on Linux is 4096).
+MAX_NAME_LENGTH = 4096
+
+
+def check_name(task: Any, name: Any) -> str:
+    """``name`` as a string, once ``task`` and ``name`` are known to be usable; else a clear error."""
+    if not isinstance(task, str):
+        raise InvalidArgumentError(
+            f"the task must be a string such as 'causal-lm', found {type(task).__name__} {_short(task)}",
+            hint="run `factory tasks` to list the tasks",
+        )
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise InvalidArgumentError(
+            f"the name to build must be a string or a path, found {type(name).__name__} {_short(name)}",
+            hint="pass a checkpoint directory, a named checkpoint, an architecture name or a Hub repo id",
+        )
+    if not name.strip():
+        raise UnknownCheckpointError(
+            f"the name to build is empty ({name!r})",
+            hint="pass a checkpoint directory ('.' for the current one), a named checkpoint, an architecture "
+            "name or a Hub repo id",
+            name=name,
+        )
+    if len(name) > MAX_NAME_LENGTH or "\0" in name:
+        raise UnknownCheckpointError(
+            f"cannot resolve {_short(name)}: "
+            + (f"{len(name)} characters long (at most {MAX_NAME_LENGTH})" if "\0" not in name else "it holds a NUL")
+            + ", so it is no path, architecture or Hub repo id",
+            hint="pass a checkpoint directory, a named checkpoint, an architecture name or a Hub repo id",
+            name=name[:MAX_NAME_LENGTH],
+        )
+    return name
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
+def _local_checkpoint(name: str) -> Path | None:
+    """The directory ``name`` names (a directory, or the path of its config.json), or None.
+
+    A name the file system cannot look up (too long a component, a loop of links) is no local path.
+    """
+    path = Path(name).expanduser()
+    try:
+        if path.is_dir():
+            return path.resolve()
+        if path.name == "config.json" and path.is_file():
+            return path.resolve().parent
+    except (OSError, ValueError):  # ENAMETOOLONG, ELOOP, EACCES
+        return None
+    return None
 
 
 def _is_hub_id(name: str) -> bool:
@@ -316,15 +371,22 @@ def _package_dir(ckpt: Checkpoint) -> Path:
 
 
 def _not_found(table: Table, name: str) -> FactoryError:
+    try:
+        exists = os.path.lexists(Path(name).expanduser())
+        local = f"{_short(str(Path(name).expanduser()), 200)} is not a directory" if exists else "no such path"
+    except (OSError, ValueError):
+        local = "not a path this system can look up"
     tried = [
         "a named checkpoint (none by that name)",
-        f"a local directory or config.json path ({Path(name).expanduser()} does not exist)",
+        f"a local directory or config.json path ({local})",
         "a registered architecture (none by that name)",
         "a Hub repo id (must look like 'owner/name')" if not _is_hub_id(name) else "a Hub repo id",
     ]
-    close = suggest(name, [*table.checkpoints, *table.architectures])
+    close = suggest(name, [*table.checkpoints, *table.architectures]) if len(name) <= 200 else []
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "run `factory list` for architectures"
-    return UnknownCheckpointError(f"cannot resolve {name!r}; tried " + "; ".join(tried), hint=hint, name=name)
+    return UnknownCheckpointError(
+        f"cannot resolve {_short(name, 200)}; tried " + "; ".join(tried), hint=hint, name=name
+    )
 
 
 def explain(task: str, name: str | Path, *, registry: Table | None = None, **options: Any) -> list[dict[str, Any]]:

@@ -5,10 +5,14 @@ plus ``model.safetensors.index.json`` above ``max_shard_size``) in the layout
 transformers writes, so transformers and ``factory.build`` both load it. Tensors that
 share memory (tied weights) are stored once, under the tie's source name.
 
-Everything is written into a temporary directory next to the target, flushed to disk,
-then swapped into place in one rename: a failure leaves no partial checkpoint and an
-existing target untouched. Files of an existing target that the save does not replace
-(a tokenizer next to the weights, say) are carried over (hard links).
+Everything is written into a temporary directory next to the target (made with the
+target's mode, or the umask's for a new one), flushed to disk, then swapped into place in
+one rename: a failure leaves no partial checkpoint and an existing target untouched. Files
+of an existing target that the save does not replace (a tokenizer next to the weights, say)
+are carried over (hard links), and so are files another process writes into the target
+while the save runs (moved in after the swap). A save killed before the swap leaves its
+temporary directory behind; the next save into the same target removes it
+(:func:`remove_stale_temporaries`).
 
 torch is imported only when a torch model is saved.
 """
@@ -21,9 +25,11 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
-import tempfile
+import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.build import progress, records
-from factory.errors import FactoryError, SaveError
+from factory.errors import ConcurrentWriteWarning, FactoryError, SaveError
 
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 CONFIG_FILE = "config.json"
@@ -188,22 +194,118 @@ def _json_default(value: Any) -> Any:
 
 
 # --- atomic directory replacement ---------------------------------------------
+#: A temporary directory of an earlier save that was killed is removed by a later save into the
+#: same target when nothing in it changed for STALE_SECONDS, or for DEAD_SECONDS once the process
+#: that made it is gone (same host; the pause guards against pid namespaces sharing a host name).
+STALE_SECONDS = 24 * 3600
+DEAD_SECONDS = 600
+_NAME_CHARS = 100  # of the target's name kept in temporary names (NAME_MAX is 255)
+
+
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_name(target: Path, suffix: str) -> str:
+    """``.<name>.<host>-<pid>-<random>.<suffix>``: whose it is, so that only our own leftovers are removed."""
+    return f".{target.name[:_NAME_CHARS]}.{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffix}"
+
+
+def _own_temp(target: Path) -> re.Pattern[str]:
+    name = re.escape(target.name[:_NAME_CHARS])
+    return re.compile(
+        rf"^\.{name}\.(?:(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)-[0-9a-f]{{8}}|[a-z0-9_]{{8}})\.(?:saving|old)$"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process (or no way to tell): assume it is alive
+    return True
+
+
+def _newest_change(root: Path) -> float:
+    newest = os.lstat(root).st_mtime
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            try:
+                newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+            except OSError:
+                pass
+    return newest
+
+
+def remove_stale_temporaries(target: Path, *, now: float | None = None) -> list[Path]:
+    """Remove what earlier, killed saves into ``target`` left next to it; returns what was removed.
+
+    Only directories named as :func:`save` names its own (``.<name>.<host>-<pid>-<random>.saving``
+    or ``.old``; also the ``.<name>.<random>.saving`` of earlier versions) are candidates, and
+    only when nothing in them changed for ``STALE_SECONDS`` (24 h), or for ``DEAD_SECONDS``
+    (10 min) when the process that made them is gone.
+    """
+    pattern = _own_temp(target)
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = pattern.match(entry.name)
+        if found is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        path = Path(entry.path)
+        try:
+            dead = found["host"] == _host_tag() and not _pid_alive(int(found["pid"]))
+            idle = now - _newest_change(path)
+            if idle > STALE_SECONDS or (dead and idle > DEAD_SECONDS):
+                shutil.rmtree(path)
+                removed.append(path)
+        except OSError:
+            continue  # another save is removing it, or it is not ours to remove after all
+    return removed
+
+
+def _make_temp(target: Path) -> Path:
+    """A new directory next to ``target``: the target's mode if it exists, else the umask's (``os.mkdir``)."""
+    tmp = target.parent / _temp_name(target, "saving")
+    os.mkdir(tmp, 0o777)
+    if target.is_dir():
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+    return tmp
+
+
 @contextmanager
 def _atomic_directory(target: Path, stale: re.Pattern[str]) -> Iterator[Path]:
-    """Yield a temporary directory; on success it becomes ``target`` in one rename."""
+    """Yield a temporary directory; on success it becomes ``target`` in one rename.
+
+    Files of an existing target that the save does not replace are carried over (hard links); files
+    another process writes into the target while the save runs are carried over after the swap
+    (moved); a file both wrote keeps the previous directory, renamed ``<name>.concurrent-<random>``,
+    with a :class:`ConcurrentWriteWarning`. Nothing the save did not write is deleted.
+    """
     if target.exists() and not target.is_dir():
         raise SaveError("cannot save here: it exists and is not a directory", file=target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".saving", dir=target.parent))
+        remove_stale_temporaries(target)
+        tmp = _make_temp(target)
     except OSError as exc:
         raise SaveError(f"cannot create a temporary directory next to the target: {exc}", file=target) from None
+    before = _tree_state(target) if target.is_dir() else None  # what was there before the save began
     try:
         yield tmp
-        if target.is_dir():
+        if before is not None:
             _carry_over(target, tmp, stale)
         _fsync_tree(tmp)
-        _replace(tmp, target)
+        old = _replace(tmp, target)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, FactoryError) or not isinstance(exc, Exception):
@@ -213,6 +315,71 @@ def _atomic_directory(target: Path, stale: re.Pattern[str]) -> Iterator[Path]:
             file=target,
             hint="nothing was written: the target directory is as it was before",
         ) from exc
+    if old is not None:
+        try:
+            _retire(old, target, before or {})
+        except OSError as exc:  # the save itself succeeded: say what is left where, delete nothing more
+            warnings.warn(
+                f"{target} was saved, but the previous checkpoint could not be cleaned up ({exc}); it is left at {old}",
+                stacklevel=3,
+            )
+
+
+FileState = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+
+
+def _tree_state(root: Path) -> dict[str, FileState]:
+    """Every entry below ``root`` (relative path -> identity), to tell later writes from what was there."""
+    state: dict[str, FileState] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            state[os.path.relpath(path, root)] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return state
+
+
+def _retire(old: Path, target: Path, before: dict[str, FileState]) -> None:
+    """Delete the previous checkpoint (now at ``old``), after moving into ``target`` what others wrote into it."""
+    conflicts: list[str] = []
+    for folder, dirs, files in os.walk(old):
+        for name in (*dirs, *files):
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, old)
+            dest = target / rel
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+                if not os.path.lexists(dest):
+                    os.rename(path, dest)  # a new folder: carried over whole
+                    dirs.remove(name)
+                continue
+            ident = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if before.get(rel) == ident:
+                continue  # there when the save began, and carried over or replaced by it
+            if os.path.lexists(dest) and os.lstat(dest).st_ino == st.st_ino:
+                continue  # written in place into a file the save carried over by a hard link
+            if os.path.lexists(dest):
+                conflicts.append(rel)
+            else:
+                os.rename(path, dest)  # written while the save ran: carried over after the swap
+    if not conflicts:
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    kept = target.with_name(f"{target.name}.concurrent-{uuid.uuid4().hex[:8]}")
+    os.rename(old, kept)
+    warnings.warn(
+        f"{target}: another process wrote {', '.join(sorted(conflicts)[:10])} into the checkpoint while it was "
+        f"being saved, and the save wrote the same file(s); the previous directory, with those writes, is "
+        f"kept as {kept}",
+        ConcurrentWriteWarning,
+        stacklevel=4,
+    )
 
 
 def _carry_over(old: Path, new: Path, stale: re.Pattern[str]) -> None:
@@ -240,7 +407,7 @@ def _fsync_tree(root: Path) -> None:
     for folder, _, files in os.walk(root):
         for name in files:
             path = os.path.join(folder, name)
-            if not os.path.islink(path):
+            if stat.S_ISREG(os.lstat(path).st_mode):  # not a link, never a FIFO (opening one blocks)
                 with open(path, "rb") as fh:
                     os.fsync(fh.fileno())
         _fsync_dir(Path(folder))
@@ -259,21 +426,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _replace(tmp: Path, target: Path) -> None:
+def _replace(tmp: Path, target: Path) -> Path | None:
+    """Put ``tmp`` in ``target``'s place; returns where the previous checkpoint now is (None: there was none)."""
     if not target.exists():
         os.rename(tmp, target)
+        old = None
     elif _exchange(tmp, target):
-        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous checkpoint
+        old = tmp  # tmp now holds the previous checkpoint
     else:
-        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        old = target.with_name(_temp_name(target, "old"))
         os.rename(target, old)
         try:
             os.rename(tmp, target)
         except BaseException:
             os.rename(old, target)
             raise
-        shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(target.parent)
+    return old
 
 
 def _exchange(a: Path, b: Path) -> bool:

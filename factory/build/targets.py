@@ -32,10 +32,13 @@ def import_target(reg: Registration) -> Any:
             target=reg.target,
             **where,
         ) from None
-    except Exception as exc:  # a broken third-party module: report, do not crash
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a broken module, or one that calls sys.exit() at import: report, do not exit
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {type(exc).__name__}"
         raise TargetImportError(
-            f"importing {module_name!r} for {reg.task} / {reg.architecture} raised {type(exc).__name__}: {exc}",
-            hint="fix the module or the registration",
+            f"importing {module_name!r} for {reg.task} / {reg.architecture} {what}: {exc}",
+            hint="fix the module or the registration: importing a target must not exit or fail",
             target=reg.target,
             **where,
         ) from None

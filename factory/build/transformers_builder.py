@@ -15,6 +15,7 @@ transformers (and torch) are imported when such an entry is built, never at
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.build import targets
+from factory.build.hub import CONFIG_FILE, PREPROCESSING_FILES, read_index
 from factory.errors import (
     CheckpointError,
     ConfigError,
@@ -29,8 +31,11 @@ from factory.errors import (
     MissingDependencyError,
     PickleRefusedError,
     TargetImportError,
+    TokenizerFileError,
     WeightsMismatchError,
 )
+from factory.models.configuration import check_size, check_values
+from factory.untrusted import MAX_TOKENIZER_BYTES, check_file, read_json
 
 __all__ = ["build_component", "build_config", "build_model", "import_target", "pack_config", "require_transformers"]
 
@@ -200,6 +205,12 @@ def build_config(config_cls: Any, directory: Path | None, overrides: Mapping[str
     """
     require_transformers(f"config {getattr(config_cls, '__qualname__', config_cls)}")
     overrides = dict(overrides or {})
+    file = Path(directory) / CONFIG_FILE if directory is not None else None
+    raw = read_json(file, error=ConfigError, what=CONFIG_FILE) if file is not None else {}
+    try:
+        _check_config_values({**raw, **overrides})
+    except ConfigError as err:
+        raise err.located(file) from None
     try:
         if directory is None:
             return config_cls(**overrides)
@@ -221,20 +232,53 @@ def build_config(config_cls: Any, directory: Path | None, overrides: Mapping[str
         ) from None
 
 
+def _check_config_values(values: Mapping[str, Any]) -> None:
+    """The shared ranges (``LIMITS``) on a config dict and its sub-configs (``text_config``, ...),
+    before transformers builds anything from them (some config classes loop over ``num_hidden_layers``)."""
+    check_values(values, owner=CONFIG_FILE)
+    for key, value in values.items():
+        if key.endswith("_config") and isinstance(value, Mapping):
+            _check_config_values(value)
+
+
+def check_checkpoint_files(directory: Path) -> None:
+    """The files transformers will parse, checked as factory's readers check them: a regular file of a
+    bounded size (tokenizer files: 512 MiB), and JSON of bounded nesting."""
+    for name in (CONFIG_FILE, "generation_config.json", *PREPROCESSING_FILES):
+        path = directory / name
+        if not os.path.lexists(path):
+            continue
+        if name.endswith(".json") and name not in ("tokenizer.json", "vocab.json"):  # those two can be large
+            read_json(path, error=TokenizerFileError if name != CONFIG_FILE else ConfigError)
+        else:
+            check_file(path, max_bytes=MAX_TOKENIZER_BYTES, error=TokenizerFileError, what=name)
+    weights = [name for name in SAFE_WEIGHTS[:1] if os.path.lexists(directory / name)]
+    if os.path.lexists(directory / SAFE_WEIGHTS[1]):
+        weights += read_index(directory / SAFE_WEIGHTS[1])
+    for name in weights:  # safetensors memory-maps them: a FIFO or a device would block or fail
+        check_file(directory / name, max_bytes=None, error=CheckpointError, what="a weights file")
+
+
 # --- models -----------------------------------------------------------------------
-def _torch_dtype(dtype: Any, config: Any) -> Any:
-    """The argument, else the config's ``dtype``/``torch_dtype``, else float32."""
+def _torch_dtype(dtype: Any, config: Any, directory: Path | None = None) -> Any:
+    """The argument, else the config's ``dtype``/``torch_dtype``, else float32 (float dtypes only)."""
     import torch
 
-    value = dtype
-    if value is None or value == "auto":
-        value = getattr(config, "dtype", None) or torch.float32
-    if isinstance(value, torch.dtype):
-        return value
-    result = getattr(torch, str(value).removeprefix("torch."), None)
-    if not isinstance(result, torch.dtype):
-        raise ConfigError(f"unknown dtype {dtype!r}", hint="use float32, float16, bfloat16, float64 or 'auto'")
-    return result
+    from factory.build.placement import resolve_dtype
+
+    chosen = resolve_dtype(dtype)
+    if chosen is not None:
+        return chosen
+    value = getattr(config, "dtype", None)
+    try:
+        return resolve_dtype(value) or torch.float32
+    except ConfigError as err:
+        raise ConfigError(
+            f"config.json: dtype {value!r} is not a dtype a model can be built in ({err.message})",
+            file=Path(directory) / "config.json" if directory else None,
+            key="dtype",
+            hint="fix torch_dtype/dtype in config.json (float32, float16, bfloat16), or pass dtype=... to override it",
+        ) from None
 
 
 def _check_weight_files(directory: Path, allow_pickle: bool) -> None:
@@ -297,13 +341,15 @@ def build_model(
             hint="add a transformers `config:` to the architecture file",
         )
     config = build_config(config_cls, directory, config_overrides)
-    torch_dtype = _torch_dtype(dtype, config)
+    torch_dtype = _torch_dtype(dtype, config, directory)
+    check_size(config, file=Path(directory) / CONFIG_FILE if directory else None)
     try:
         if directory is None or not weights:
             model = _fresh_model(model_cls, config, torch_dtype)
         else:
             directory = Path(directory)
             _check_weight_files(directory, allow_pickle)
+            check_checkpoint_files(directory)
             model = _load(model_cls, directory, config, torch_dtype, allow_pickle, strict)
         if device is not None:
             from factory.build.placement import resolve_device
@@ -392,6 +438,7 @@ def build_component(component_cls: Any, directory: Path | None, overrides: Mappi
             hint="pass a checkpoint directory, named checkpoint or Hub repo id, not an architecture name",
         )
     kind, patterns = _component_files(component_cls)
+    check_checkpoint_files(Path(directory))
     if not any(any(Path(directory).glob(pattern)) for pattern in patterns):
         raise CheckpointError(
             f"no {kind} files in {directory} for {name}: expected one of {', '.join(patterns)}",

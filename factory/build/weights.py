@@ -18,7 +18,7 @@ read only with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import io
-import json
+import os
 import re
 import struct
 import time
@@ -42,6 +42,7 @@ from factory.errors import (
     PickleRefusedError,
     WeightsMismatchError,
 )
+from factory.untrusted import check_file, loads_json
 
 #: Other pickle names recognised (and refused) in a checkpoint directory.
 PICKLE_SINGLE_NAMES = (PICKLE_WEIGHTS, "model.pt", "model.pth")
@@ -66,12 +67,13 @@ def find_weight_files(directory: str | Path, *, allow_pickle: bool = False) -> l
             "checkpoint directory does not exist or is not a directory",
             file=directory,
         )
-    if (directory / SAFE_WEIGHTS).is_file():
+    # lexists, not is_file: a FIFO or a directory in a weights file's place is reported as such when read
+    if os.path.lexists(directory / SAFE_WEIGHTS):
         return [directory / SAFE_WEIGHTS]
-    if (directory / SAFE_INDEX).is_file():
+    if os.path.lexists(directory / SAFE_INDEX):
         return _shards_from_index(directory / SAFE_INDEX)
 
-    pickles = [name for name in (PICKLE_INDEX, *PICKLE_SINGLE_NAMES) if (directory / name).is_file()]
+    pickles = [name for name in (PICKLE_INDEX, *PICKLE_SINGLE_NAMES) if os.path.lexists(directory / name)]
     if pickles:
         if not allow_pickle:
             raise PickleRefusedError(
@@ -99,7 +101,7 @@ def _shards_from_index(index: Path) -> list[Path]:
     shards = []
     for name in read_index(index):
         shard = index.parent / name
-        if not shard.is_file():
+        if not os.path.lexists(shard):
             raise CheckpointError(
                 f"the index names shard {name}, which is missing from {index.parent}",
                 file=index,
@@ -131,6 +133,7 @@ class _Entry:
 def _read_safetensors_header(path: Path) -> dict[str, _Entry]:
     from safetensors import safe_open
 
+    check_file(path, max_bytes=None, error=CheckpointError, what="a weights file")  # never open a FIFO
     try:  # the library validates the header: sizes, offsets, coverage, dtypes
         with safe_open(str(path), framework="pt"):
             pass
@@ -144,7 +147,7 @@ def _read_safetensors_header(path: Path) -> dict[str, _Entry]:
         ) from None
     with open(path, "rb") as fh:
         (size,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(size))
+        header = loads_json(fh.read(size), path, error=CheckpointError)
     base = 8 + size
     entries: dict[str, _Entry] = {}
     for key, info in header.items():
@@ -164,6 +167,7 @@ def _read_safetensors_header(path: Path) -> dict[str, _Entry]:
 def _read_pickle(path: Path) -> dict[str, _Entry]:
     import pickle
 
+    check_file(path, max_bytes=None, error=CheckpointError, what="a weights file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except FileNotFoundError:
@@ -200,6 +204,8 @@ class _Reader:
 
     def tensor(self, entry: _Entry, dtype: torch.dtype | None, device: torch.device | None) -> torch.Tensor:
         target = dtype if dtype is not None and entry.dtype.is_floating_point else entry.dtype
+        if device is not None and device.type == "meta":  # names, shapes and dtypes checked; nothing to read
+            return torch.empty(entry.shape, dtype=target, device=device)
         on_cpu = device is None or device.type == "cpu"
         if entry.tensor is not None:
             return entry.tensor.to(device=device, dtype=target)
@@ -248,6 +254,7 @@ class LoadReport:
     bytes: int
     zero_copy: int  # tensors that are views of the memory-mapped file
     seconds: float
+    wrong_dtype: tuple[tuple[str, torch.dtype, torch.dtype], ...] = ()  # (name, checkpoint, model dtype)
 
     def __str__(self) -> str:
         return (
@@ -303,7 +310,7 @@ def load_weights(
 
     plan = _plan(model, entries)
     where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
-    if plan.missing or plan.unexpected or plan.mismatched:
+    if plan.missing or plan.unexpected or plan.mismatched or plan.wrong_dtype:
         message = _mismatch_message(model, plan)
         if strict:
             raise WeightsMismatchError(
@@ -312,6 +319,7 @@ def load_weights(
                 missing=plan.missing,
                 unexpected=plan.unexpected,
                 mismatched=plan.mismatched,
+                wrong_dtype=plan.wrong_dtype,
                 hint="check that config.json matches this architecture; pass strict=False to initialise the "
                 "missing tensors and skip the others",
             )
@@ -321,7 +329,7 @@ def load_weights(
             stacklevel=2,
         )
 
-    bad_shape = {name for name, _, _ in plan.mismatched}
+    bad_shape = {name for name, _, _ in (*plan.mismatched, *plan.wrong_dtype)}
     with ExitStack() as stack, torch.no_grad():
         reader = _Reader(stack, mmap=mmap)
         wanted = [(k, e) for k, e in plan.mapped.items() if k not in bad_shape]
@@ -336,7 +344,7 @@ def load_weights(
     apply_ties(model, plan.ties)
     move_buffers(model, target_device)
     left = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
-    if left:
+    if left and target_device.type != "meta":
         raise ModelContractError(
             f"{type(model).__name__}: parameters left on the meta device after loading: {', '.join(left[:10])}",
             hint="a tied or aliased parameter name does not match the model's parameters",
@@ -353,11 +361,21 @@ def load_weights(
         bytes=loaded_bytes,
         zero_copy=reader.zero_copy,
         seconds=time.perf_counter() - started,
+        wrong_dtype=plan.wrong_dtype,
     )
 
 
 def _size(item: tuple[str, _Entry]) -> int:
     return item[1].nbytes
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    """What a dtype holds: a tensor may be cast within its kind (float16 -> float32), not across."""
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "floating point" if dtype.is_floating_point else "integer"
 
 
 @dataclass
@@ -370,6 +388,7 @@ class _Plan:
     ties: dict[str, str]
     shapes: dict[str, tuple[int, ...]]
     entries: dict[str, _Entry]
+    wrong_dtype: tuple[tuple[str, torch.dtype, torch.dtype], ...] = ()  # (name, checkpoint, model dtype)
 
 
 _LEGACY_NAMES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
@@ -428,7 +447,12 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
         k for k in shapes if k not in mapped and k not in ties and not any(p.search(k) for p in skip_missing)
     )
     mismatched = tuple((k, e.shape, shapes[k]) for k, e in mapped.items() if e.shape != shapes[k])
-    return _Plan(mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries)
+    wrong_dtype = tuple(
+        (k, e.dtype, state[k].dtype)
+        for k, e in mapped.items()
+        if e.shape == shapes[k] and _dtype_kind(e.dtype) != _dtype_kind(state[k].dtype)
+    )
+    return _Plan(mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries, wrong_dtype)
 
 
 def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
@@ -440,7 +464,8 @@ def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
 
     parts = [
         f"checkpoint weights do not match {type(model).__name__}: {len(plan.missing)} missing, "
-        f"{len(plan.unexpected)} unexpected, {len(plan.mismatched)} with the wrong shape",
+        f"{len(plan.unexpected)} unexpected, {len(plan.mismatched)} with the wrong shape"
+        + (f", {len(plan.wrong_dtype)} of the wrong kind of dtype" if plan.wrong_dtype else ""),
         *listing(
             "missing (in the model, not in the checkpoint)", [f"{k} {list(plan.shapes[k])}" for k in plan.missing]
         ),
@@ -449,5 +474,13 @@ def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
             [f"{k} {list(plan.entries[k].shape)} ({plan.entries[k].file.name})" for k in plan.unexpected],
         ),
         *listing("wrong shape", [f"{k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in plan.mismatched]),
+        *listing(
+            "wrong dtype (a cast would change what the values mean)",
+            [
+                f"{k}: checkpoint {str(c).removeprefix('torch.')} ({_dtype_kind(c)}) vs model "
+                f"{str(m).removeprefix('torch.')} ({_dtype_kind(m)}), in {plan.mapped[k].file.name}"
+                for k, c, m in plan.wrong_dtype
+            ],
+        ),
     ]
     return "\n".join(parts)

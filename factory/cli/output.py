@@ -10,6 +10,7 @@ from factory.registry.loader import load_registry
 from factory.registry.table import Table
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 
 
 def table_from(args: argparse.Namespace) -> Table:

@@ -36,6 +36,7 @@ from factory.errors import (
     TokenizerFileError,
     UntrustedCodeWarning,
 )
+from factory.untrusted import MAX_TEMPLATE_BYTES, MAX_TOKENIZER_BYTES, check_file, read_json, read_text
 
 __all__ = ["TOKENIZER_FILE_PATTERNS", "BatchEncoding", "Tokenizer", "TokenizerError", "TokenizerFileError"]
 
@@ -43,6 +44,8 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+#: Templates read from additional_chat_templates/ (real checkpoints ship one or two).
+MAX_TEMPLATES = 64
 CHAT_TEMPLATE_DIR = "additional_chat_templates"
 #: Files (glob patterns) a checkpoint's tokenizer may need; fetch these for the ``tokenizer`` component.
 TOKENIZER_FILE_PATTERNS = (
@@ -209,7 +212,7 @@ class Tokenizer:
                 hint="pass the directory that contains tokenizer.json (or vocab.txt / vocab.json + merges.txt)",
             )
         config_path = directory / CONFIG_FILE
-        config = _read_json_object(config_path) if config_path.is_file() else {}
+        config = _read_json_object(config_path) if _present(config_path) else {}
         if "auto_map" in config:
             warnings.warn(_auto_map_message(config_path, config["auto_map"]), UntrustedCodeWarning, stacklevel=2)
             config.pop("auto_map")
@@ -219,7 +222,7 @@ class Tokenizer:
 
         # Legacy special_tokens_map.json, read only when tokenizer_config.json has no added_tokens_decoder.
         map_path = directory / SPECIAL_TOKENS_MAP_FILE
-        if "added_tokens_decoder" not in config and map_path.is_file():
+        if "added_tokens_decoder" not in config and _present(map_path):
             for key, value in _read_json_object(map_path).items():
                 if key not in overrides or not overrides[key]:
                     config[key] = value
@@ -229,7 +232,7 @@ class Tokenizer:
         class_name = _declared_class(config, directory)
         tokenizer_json = directory / TOKENIZER_FILE
         post_processor: tuple[bool, bool] | str | None = None  # what to rebuild after tokens are registered
-        if tokenizer_json.is_file():
+        if _present(tokenizer_json):
             backend = _load_backend(tokenizer_json)
             if class_name == "LlamaTokenizer" and isinstance(backend.pre_tokenizer, pre_tokenizers.ByteLevel):
                 class_name = None  # Llama-3 style files are served generically, as transformers does
@@ -243,13 +246,13 @@ class Tokenizer:
                 config.setdefault("padding_side", backend.padding["direction"])
             if backend.truncation is not None:
                 config.setdefault("truncation_side", backend.truncation["direction"])
-        elif (directory / "vocab.txt").is_file():
+        elif _present(directory / "vocab.txt"):
             _warn_if_other_pipeline(class_name, _WORDPIECE_CLASSES, "BERT WordPiece", directory / "vocab.txt")
             class_name = class_name or "BertTokenizer"
             _apply_class_defaults(config, class_name if classes.knows_special_tokens(class_name) else "BertTokenizer")
             backend = _wordpiece_backend(directory / "vocab.txt", config, config_path)
             post_processor = "bert"
-        elif (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+        elif _present(directory / "vocab.json") and _present(directory / "merges.txt"):
             _warn_if_other_pipeline(class_name, _BYTE_BPE_CLASSES, "GPT-2 byte-level BPE", directory / "vocab.json")
             class_name = class_name or "GPT2Tokenizer"
             _apply_class_defaults(config, class_name if classes.knows_special_tokens(class_name) else "GPT2Tokenizer")
@@ -724,6 +727,8 @@ class Tokenizer:
                         **plain_template_input(context),
                     )
                 )
+            except TokenizerError as err:  # over its budget
+                raise err.located(self.name_or_path or None) from None
             except Exception as exc:
                 raise TokenizerError(
                     f"the chat template failed to render: {type(exc).__name__}: {exc}",
@@ -841,33 +846,24 @@ class Tokenizer:
 
 
 # ---------------------------------------------------------------------- files
+def _present(path: Path) -> bool:
+    """Whether a checkpoint has an entry of this name (a FIFO or a directory too: reading it says what is wrong)."""
+    return os.path.lexists(path)
+
+
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TokenizerFileError(
-            "is not UTF-8 text", file=path, hint="re-save the tokenizer (transformers: save_pretrained)"
-        ) from exc
-    except OSError as exc:
-        raise TokenizerFileError(f"cannot be read: {exc.strerror or exc}", file=path) from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TokenizerFileError(
-            f"is not valid JSON: {exc.msg}",
-            file=path,
-            line=exc.lineno,
-            column=exc.colno,
-            hint="fix or re-download the file",
-        ) from exc
-    if not isinstance(data, dict):
-        raise TokenizerFileError(
-            f"must hold a JSON object, found {type(data).__name__}", file=path, hint="fix or re-download the file"
-        )
+    """An untrusted tokenizer JSON file: kind, size (16 MiB) and nesting depth checked before parsing."""
+    data: dict[str, Any] = read_json(path, error=TokenizerFileError)
     return data
 
 
+def _check_tokenizer_file(path: Path) -> None:
+    """A file the tokenizers library reads itself: a regular file of at most 512 MiB, checked first."""
+    check_file(path, max_bytes=MAX_TOKENIZER_BYTES, error=TokenizerFileError, what=path.name)
+
+
 def _load_backend(path: Path) -> Backend:
+    _check_tokenizer_file(path)
     try:
         return Backend.from_file(str(path))
     except Exception as exc:  # the Rust side raises plain Exception
@@ -881,6 +877,7 @@ def _load_backend(path: Path) -> Backend:
 
 def _wordpiece_backend(vocab_path: Path, config: Mapping[str, Any], config_path: Path) -> Backend:
     """BERT's pipeline, as transformers' BertTokenizer builds it from vocab.txt."""
+    _check_tokenizer_file(vocab_path)
     try:
         vocab = WordPiece.read_file(str(vocab_path))
     except Exception as exc:
@@ -911,6 +908,8 @@ def _wordpiece_backend(vocab_path: Path, config: Mapping[str, Any], config_path:
 
 def _byte_level_bpe_backend(vocab_path: Path, merges_path: Path, config: Mapping[str, Any]) -> Backend:
     """GPT-2's pipeline, as transformers' GPT2Tokenizer builds it from vocab.json + merges.txt."""
+    _check_tokenizer_file(vocab_path)
+    _check_tokenizer_file(merges_path)
     try:
         vocab, merges = BPE.read_file(str(vocab_path), str(merges_path))
     except Exception as exc:
@@ -938,15 +937,14 @@ def _byte_level_bpe_backend(vocab_path: Path, merges_path: Path, config: Mapping
 def _read_chat_templates(directory: Path, config: dict[str, Any], config_path: Path) -> str | dict[str, str] | None:
     """Template files win over tokenizer_config.json's ``chat_template`` (transformers' precedence)."""
     templates: dict[str, str] = {}
-    files = [directory / CHAT_TEMPLATE_FILE] if (directory / CHAT_TEMPLATE_FILE).is_file() else []
+    files = [directory / CHAT_TEMPLATE_FILE] if _present(directory / CHAT_TEMPLATE_FILE) else []
     if (directory / CHAT_TEMPLATE_DIR).is_dir():
-        files += sorted((directory / CHAT_TEMPLATE_DIR).glob("*.jinja"))
+        files += sorted((directory / CHAT_TEMPLATE_DIR).glob("*.jinja"))[:MAX_TEMPLATES]
     for path in files:
         name = "default" if path.parent == directory else path.name.removesuffix(".jinja")
-        try:
-            templates[name] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TokenizerFileError(f"cannot be read as UTF-8 text: {exc}", file=path) from exc
+        templates[name] = read_text(
+            path, max_bytes=MAX_TEMPLATE_BYTES, error=TokenizerFileError, what="a chat template"
+        )
     if templates:
         return templates["default"] if list(templates) == ["default"] else templates
     value = config.get("chat_template")
@@ -974,8 +972,8 @@ def _declared_class(config: Mapping[str, Any], directory: Path) -> str | None:
     config_json = directory / "config.json"
     if config_json.is_file():
         try:
-            model_type = json.loads(config_json.read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError, AttributeError):
+            model_type = read_json(config_json, error=TokenizerFileError).get("model_type")
+        except TokenizerFileError:
             return None  # the model build reports a broken config.json; the tokenizer does not need it
         if isinstance(model_type, str):
             return classes.class_of_model_type(model_type)

@@ -20,7 +20,7 @@ tuple over layers of ``(key, value)`` tensors ``[batch, kv_heads, seq, head_dim]
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
-from factory.models.configuration import Config
+from factory.models.configuration import LIMITS, Config, check_values
 from factory.models.outputs import BaseModelOutput
 
 KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -87,6 +87,11 @@ class _DecoderConfig(Config):
         rope_scaling = kwargs.pop("rope_scaling", None)
         rope_theta = kwargs.pop("rope_theta", None)
         super().__init__(**kwargs)
+        if rope_scaling is not None and not isinstance(rope_scaling, Mapping):
+            raise ConfigError(
+                f"{type(self).__name__}: rope_scaling must be an object or null, found {rope_scaling!r}",
+                key="rope_scaling",
+            )
         rope = dict(rope_scaling or self.rope_parameters or {})
         rope.setdefault("rope_theta", 10000.0 if rope_theta is None else rope_theta)
         rope.setdefault("rope_type", rope.get("type", "default"))
@@ -95,6 +100,11 @@ class _DecoderConfig(Config):
             if original is not None:  # Phi-3 style top-level field wins, as in transformers
                 rope["original_max_position_embeddings"] = original
             rope.setdefault("original_max_position_embeddings", self.max_position_embeddings)
+        check_values(
+            {f"rope_parameters.{key}": value for key, value in rope.items()},
+            limits={"rope_parameters.rope_theta": LIMITS["rope_theta"], "rope_parameters.factor": (1e-6, 1e6)},
+            owner=type(self).__name__,
+        )
         self.rope_parameters = rope
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
@@ -120,6 +130,8 @@ class LlamaConfig(_DecoderConfig):
     attention_bias: bool = False
     mlp_bias: bool = False
     head_dim: int | None = None
+
+    limits = {"pretraining_tp": (1, 1024)}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -162,6 +174,8 @@ class Qwen2Config(_DecoderConfig):
     sliding_window: int | None = 4096
     max_window_layers: int = 28
     layer_types: list[str] = None  # type: ignore[assignment]  # derived from the window fields in __init__
+
+    limits = {"max_window_layers": (0, 1024)}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -2,7 +2,7 @@
 
 A warm load reads one JSON file instead of parsing, validating and merging every
 YAML file. The key covers every source (kind, root, distribution, version), every
-file's relative path, size, mtime and inode, the schemas and the factory version,
+file's relative path, size, mtime, ctime and inode, the schemas and the factory version,
 so an edit, a rename, an added or removed file, or a plugin upgrade gives a new key.
 Files are written atomically (temp file + rename): concurrent writers never leave
 a torn file, and a corrupt file is ignored with a warning and rebuilt.
@@ -23,6 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from factory.errors import FactoryError
 from factory.registry.table import (
     Architecture,
     Checkpoint,
@@ -36,9 +37,12 @@ from factory.registry.table import (
     Task,
     _freeze,
 )
+from factory.untrusted import read_bytes
 
 FORMAT = 2
 KEEP = 8
+#: A cache file of the ~1,000-architecture table is a few MiB.
+MAX_CACHE_BYTES = 256 << 20
 
 
 class CacheWarning(UserWarning):
@@ -66,8 +70,14 @@ def cache_key(sources: Sequence[Any], files: Iterable[tuple[Any, Path]], extra: 
     stat = os.stat
     lines = []
     for source, path in files:
-        st = stat(path)
-        lines.append(f"{source.kind} {path} {st.st_size} {st.st_mtime_ns} {st.st_ino}")
+        try:
+            st = stat(path)
+        except OSError:  # vanished since it was listed: the load that follows reports it
+            lines.append(f"{source.kind} {path} -")
+            continue
+        # st_ctime_ns too: `cp -p`, `rsync -t` or utime() can restore size and mtime (and even the inode)
+        # of a replaced file, but not its change time.
+        lines.append(f"{source.kind} {path} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}")
     h.update("\n".join(lines).encode())
     return h.hexdigest()
 
@@ -78,9 +88,14 @@ def read_json(kind: str, key: str) -> Any | None:
     if directory is None:
         return None
     path = directory / f"{kind}-{key[:32]}.json"
+    if not os.path.lexists(path):
+        return None
     try:
-        raw = path.read_bytes()
-    except OSError:
+        raw = read_bytes(path, max_bytes=MAX_CACHE_BYTES)  # a FIFO or a device in its place never blocks
+    except FactoryError as exc:
+        warnings.warn(
+            f"ignoring unusable registry cache {path} ({exc.message}); rebuilding it", CacheWarning, stacklevel=3
+        )
         return None
     try:
         with _gc_paused():

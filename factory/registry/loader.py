@@ -113,7 +113,7 @@ def _cache_key(
     code += sorted(Path(__file__).parent.glob("*.py"))
     for path in code:  # a changed loader or schema must not be served an old table
         st = path.stat()
-        extra.append(f"code {path.name} {st.st_size} {st.st_mtime_ns}")
+        extra.append(f"code {path.name} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}")
     return cache.cache_key(sources, files, extra)
 
 

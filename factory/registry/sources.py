@@ -37,24 +37,56 @@ class Source:
     version: str | None = None
 
     def files(self, skip: Sequence[Path] = ()) -> list[Path]:
-        """The source's YAML files, sorted by relative path (``skip``: directories to leave out)."""
-        if self.root.is_file():
-            return [self.root]
+        """The source's YAML files, sorted by relative path (``skip``: directories to leave out).
+
+        Symbolic links are followed, each real directory once: a link back to a directory
+        already walked (a loop) is skipped. A directory that cannot be read is a :class:`RegistryError`.
+        """
+        try:
+            if self.root.is_file():
+                return [self.root]
+            root_id = _identity(os.stat(self.root))
+        except OSError as exc:
+            raise RegistryError(
+                f"{self.kind} registry source cannot be read: {exc.strerror or exc}",
+                file=self.root,
+                hint="check that the directory exists and is readable",
+            ) from None
         skipped = {str(p) for p in skip}
         found: list[tuple[str, str]] = []
+        seen = {root_id}
         stack = [(str(self.root), "")]
         while stack:
             directory, rel = stack.pop()
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.path in skipped:
-                        continue
-                    if entry.is_dir():
+            try:
+                with os.scandir(directory) as entries:
+                    listed = list(entries)
+            except OSError as exc:
+                raise RegistryError(
+                    f"registry directory cannot be read: {exc.strerror or exc}",
+                    file=directory,
+                    hint="check its permissions, or remove it from the registry sources",
+                ) from None
+            for entry in listed:
+                if entry.path in skipped:
+                    continue
+                try:
+                    is_dir = entry.is_dir()
+                    ident = _identity(entry.stat()) if is_dir else None
+                except OSError:  # a link loop (ELOOP): a YAML name is kept, so that reading it reports it
+                    is_dir, ident = False, None
+                if is_dir and ident is not None:
+                    if ident not in seen:
+                        seen.add(ident)
                         stack.append((entry.path, f"{rel}{entry.name}/"))
-                    elif entry.name.endswith(YAML_SUFFIXES) and entry.is_file():
-                        found.append((f"{rel}{entry.name}", entry.path))
+                elif entry.name.endswith(YAML_SUFFIXES):
+                    found.append((f"{rel}{entry.name}", entry.path))
         found.sort()
         return [Path(path) for _, path in found]
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def builtin_dir() -> Path:
@@ -121,13 +153,18 @@ def _cached_plugin_sources(errors: list[FactoryError]) -> list[Source]:
     signature = []
     for entry in sys.path:
         try:
-            signature.append(f"{entry} {os.stat(entry or '.').st_mtime_ns}")
+            st = os.stat(entry or ".")
+            signature.append(f"{entry} {st.st_mtime_ns} {st.st_ctime_ns}")
         except OSError:
             signature.append(f"{entry} -")
     key = cache.cache_key((), (), ["plugins", *signature])
     cached = cache.read_json("plugins", key)
     if cached is not None:
-        return [Source(kind, Path(root), dist, version) for kind, root, dist, version in cached]
+        found = [Source(kind, Path(root), dist, version) for kind, root, dist, version in cached]
+        # A plugin's registry directory renamed or removed inside its package changes no sys.path entry:
+        # the scan is trusted only while every directory it found is still there.
+        if all(source.root.is_dir() for source in found):
+            return found
     before = len(errors)
     found = _plugin_sources(errors)
     if len(errors) == before:

@@ -7,7 +7,8 @@ plain Python values itself so that it can:
 
 - reject duplicate mapping keys, naming both lines;
 - reject every tag outside YAML's core schema (``!!python/object`` and friends);
-- stop alias-expansion bombs after a fixed node budget;
+- stop alias-expansion bombs after a fixed node budget (``NODE_BUDGET`` values);
+- refuse a file larger than ``MAX_YAML_BYTES`` (1 MiB) or not a regular file before reading it;
 - report empty and non-UTF-8 files;
 - remember ``path -> (line, column)`` for schema errors.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from factory.errors import RegistryError, YAMLSyntaxError
+from factory.untrusted import MAX_YAML_BYTES, decode_text, read_bytes
 
 _Composer = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -62,6 +64,8 @@ class _Builder:
         self.budget = NODE_BUDGET
         self.positions: dict[JsonPath, tuple[int, int]] = {}
         self._scalars = yaml.SafeLoader("")
+        self._built: set[int] = set()  # collection nodes already expanded: seeing one again is an alias
+        self.aliased = False
 
     def error(self, node: yaml.Node, message: str, hint: str | None = None) -> YAMLSyntaxError:
         mark = node.start_mark
@@ -72,13 +76,13 @@ class _Builder:
         if self.budget < 0:
             # Aliased nodes carry the anchor's position; name the top-level entry being expanded.
             line, column = self.positions.get(path[:1], (node.start_mark.line + 1, node.start_mark.column + 1))
-            raise YAMLSyntaxError(
-                f"document expands to more than {NODE_BUDGET} values (an alias-expansion bomb?)",
-                file=self.path,
-                line=line,
-                column=column,
-                hint="registry files never need this many values; remove the repeated aliases",
-            )
+            if self.aliased:
+                message = f"document expands to over {NODE_BUDGET} values through aliases (an alias-expansion bomb)"
+                hint = "registry files never need this many values; remove the repeated aliases"
+            else:
+                message = f"document holds more than {NODE_BUDGET} values"
+                hint = "registry files hold a few hundred values; split the file or check that it is a registry file"
+            raise YAMLSyntaxError(message, file=self.path, line=line, column=column, hint=hint)
         if len(path) > MAX_DEPTH:
             raise self.error(
                 node,
@@ -92,6 +96,10 @@ class _Builder:
                 f"tag {node.tag!r} is not allowed",
                 hint="registry YAML uses plain values only: strings, numbers, booleans, null, lists and mappings",
             )
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in self._built:
+                self.aliased = True
+            self._built.add(id(node))
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             seen: dict[Any, yaml.Node] = {}
@@ -127,27 +135,17 @@ class _Builder:
 
 
 def load_document(path: str | Path) -> Document:
-    """Parse one YAML file into a :class:`Document`; raises :class:`YAMLSyntaxError`."""
+    """Parse one YAML file into a :class:`Document`; raises :class:`YAMLSyntaxError` (or :class:`RegistryError`
+    for a file that cannot be read, is not a regular file, or is larger than ``MAX_YAML_BYTES``)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(
-            f"cannot read registry file: {exc.strerror or exc}",
-            file=path,
-            hint="check that the file exists and is readable",
-        ) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise YAMLSyntaxError(
-            f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            file=path,
-            line=line,
-            hint="save the file as UTF-8",
-        ) from None
-    return parse_text(text, path)
+    raw = read_bytes(
+        path,
+        max_bytes=MAX_YAML_BYTES,
+        error=RegistryError,
+        what="a registry YAML file",
+        hint="check that the file exists and is readable",
+    )
+    return parse_text(decode_text(raw, path, YAMLSyntaxError), path)
 
 
 def parse_text(text: str, path: str | Path) -> Document:

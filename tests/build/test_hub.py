@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+import factory
 from factory.build.hub import download, looks_like_repo_id
 from factory.errors import CheckpointError, HubError, PickleRefusedError
 from tests.build.hub_server import FakeHub
@@ -278,3 +280,43 @@ def test_downloaded_weights_load(fake_hub: FakeHub):
 )
 def test_looks_like_repo_id(name, expected):
     assert looks_like_repo_id(name) is expected
+
+
+# --- a Hub that cannot be reached fails fast ---------------------------------------------------
+@pytest.mark.parametrize("kind", ["model", "config", "component"])
+def test_an_unreachable_hub_fails_within_seconds_and_says_how_to_go_offline(fake_hub: FakeHub, kind):
+    fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights()})
+    fake_hub.stop()  # the port now refuses connections: what a machine without network sees
+    started = time.monotonic()
+    with pytest.raises(HubError, match="cannot reach the Hub at http://127.0.0.1") as info:
+        download(REPO, kind=kind)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5  # not huggingface_hub's ~23 s of retries
+    assert "not in the HF cache" in info.value.message and info.value.repo_id == REPO
+    for way in ("HF_HUB_OFFLINE=1", "local checkpoint directory", "named checkpoint"):
+        assert way in info.value.hint
+
+
+def test_an_unreachable_hub_fails_fast_through_build(fake_hub: FakeHub):
+    fake_hub.stop()
+    started = time.monotonic()
+    with pytest.raises(HubError, match="cannot reach the Hub"):
+        factory.build("causal-lm", "nobody/nothing-here")
+    assert time.monotonic() - started < 5
+
+
+def test_an_unreachable_hub_still_serves_what_is_cached(fake_hub: FakeHub):
+    fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights()})
+    first = download(REPO)
+    fake_hub.stop()
+    started = time.monotonic()
+    again = download(REPO)  # revision "main": the client checks the branch, fails, and uses the cache
+    assert again.commit == first.commit and (again.path / "model.safetensors").is_file()
+    assert time.monotonic() - started < 5
+
+
+def test_the_reachability_probe_costs_one_request_per_download(fake_hub: FakeHub):
+    fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights()})
+    download(REPO)
+    heads = [r.filename for r in fake_hub.requests if r.method == "HEAD"]
+    assert heads.count("config.json") == 2 and heads.count("model.safetensors") <= 1  # probe + the client's own
+    assert fake_hub.fetched() == ["config.json", "model.safetensors"]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,7 @@ from factory.build import saving as save_module
 from factory.build.meta import empty_model, fresh_model
 from factory.build.saving import save
 from factory.build.weights import find_weight_files, load_weights
-from factory.errors import SaveError
+from factory.errors import ConcurrentWriteWarning, SaveError
 from tests.build.test_weights import TinyConfig, TinyLM, assert_same_state
 
 
@@ -265,3 +270,171 @@ def test_transformers_loads_our_save(tmp_path: Path):
     assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
     ids = torch.tensor([[1, 5, 9, 3]])
     assert torch.equal(loaded(ids).logits, reference(ids).logits)
+
+
+# --- modes, concurrent writers, stale temporaries ----------------------------------------------
+@pytest.fixture
+def umask():
+    """``umask(mask)`` sets the process umask for the test; the old one comes back afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o775, 0o700, 0o2775])
+def test_an_existing_target_keeps_its_mode(tmp_path: Path, model: TinyLM, mode: int):
+    target = tmp_path / "out"
+    target.mkdir()
+    target.chmod(mode)
+    save(model, target)
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o755), (0o027, 0o750), (0o002, 0o775), (0o077, 0o700)])
+def test_a_new_target_gets_the_umask_mode(tmp_path: Path, model: TinyLM, umask, mask: int, mode: int):
+    umask(mask)
+    target = save(model, tmp_path / "new" / "out")
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == mode
+
+
+class ConcurrentComponent:
+    """Saves a tokenizer; meanwhile "another process" writes into the target directory."""
+
+    def __init__(self, target: Path, files: dict[str, str], *, also_write: str | None = None) -> None:
+        self.target, self.files, self.also_write = target, files, also_write
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / "tokenizer.json").write_text('{"new": true}')
+        if self.also_write:
+            (Path(directory) / self.also_write).write_text("from the save")
+        for name, text in self.files.items():  # the other writer, while the save runs
+            (self.target / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.target / name).write_text(text)
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_files_written_by_another_process_during_a_save_are_carried_over(
+    tmp_path: Path, model: TinyLM, monkeypatch, exchange: bool
+):
+    if not exchange:
+        monkeypatch.setattr(save_module, "_exchange", lambda a, b: False)
+    target = save(model, tmp_path / "out")
+    (target / "notes.txt").write_text("before")
+    late = {"notes.txt": "edited during the save", "eval/results.json": "{}", "log.txt": "new"}
+    save(ConcurrentComponent(target, late), target)
+    assert (target / "tokenizer.json").read_text() == '{"new": true}'
+    for name, text in late.items():
+        assert (target / name).read_text() == text, name
+    assert (target / "model.safetensors").is_file() and leftovers(tmp_path) == []
+    assert not list(tmp_path.glob("out.concurrent-*"))
+
+
+def test_a_file_both_wrote_keeps_the_previous_directory(tmp_path: Path, model: TinyLM):
+    target = save(model, tmp_path / "out")
+    component = ConcurrentComponent(target, {"special.json": "theirs"}, also_write="special.json")
+    with pytest.warns(ConcurrentWriteWarning, match="another process wrote special.json") as caught:
+        save(component, target)
+    [kept] = tmp_path.glob("out.concurrent-*")
+    assert str(kept) in str(caught[0].message)
+    assert (kept / "special.json").read_text() == "theirs"  # nothing lost
+    assert (target / "special.json").read_text() == "from the save"
+
+
+def test_a_file_edited_in_place_during_the_save_keeps_the_edit(tmp_path: Path, model: TinyLM):
+    target = save(model, tmp_path / "out")
+    (target / "README.md").write_text("v1")
+
+    class Editor:
+        def save(self, directory: Path) -> None:
+            (Path(directory) / "tokenizer.json").write_text("{}")
+
+    original = save_module._carry_over
+
+    def carry_then_edit(old, new, stale):
+        original(old, new, stale)
+        with open(old / "README.md", "a") as fh:  # the same inode as the carried-over link
+            fh.write(" and v2")
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(save_module, "_carry_over", carry_then_edit):
+        save(Editor(), target)
+    assert (target / "README.md").read_text() == "v1 and v2"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_the_target_is_carried_over_without_blocking(tmp_path: Path, model: TinyLM, finishes):
+    target = save(model, tmp_path / "out")
+    os.mkfifo(target / "pipe")
+    finishes(lambda: save(model, target))
+    assert stat.S_ISFIFO(os.lstat(target / "pipe").st_mode)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _temp(tmp_path: Path, name: str, age: float) -> Path:
+    path = tmp_path / name
+    (path / "sub").mkdir(parents=True)
+    (path / "sub" / "model.safetensors").write_bytes(b"x" * 100)
+    when = time.time() - age
+    for p in (path / "sub" / "model.safetensors", path / "sub", path):
+        os.utime(p, (when, when))
+    return path
+
+
+def test_stale_temporaries_of_killed_saves_are_removed_and_only_those(tmp_path: Path, model: TinyLM):
+    host, dead, alive = save_module._host_tag(), _dead_pid(), os.getpid()
+    day = save_module.STALE_SECONDS
+    removed = {
+        "dead-old": _temp(tmp_path, f".out.{host}-{dead}-0123abcd.saving", save_module.DEAD_SECONDS + 60),
+        "any-very-old": _temp(tmp_path, f".out.{host}-{alive}-0123abce.saving", day + 60),
+        "other-host-old": _temp(tmp_path, f".out.ffffffff-{alive}-0123abcf.old", day + 60),
+        "legacy-old": _temp(tmp_path, ".out.ab_cd12z.saving", day + 60),
+    }
+    kept = {
+        "dead-recent": _temp(tmp_path, f".out.{host}-{dead}-0123abd0.saving", 30),
+        "alive": _temp(tmp_path, f".out.{host}-{alive}-0123abd1.saving", save_module.DEAD_SECONDS + 60),
+        "other-host": _temp(tmp_path, f".out.ffffffff-{dead}-0123abd2.saving", save_module.DEAD_SECONDS + 60),
+        "legacy-recent": _temp(tmp_path, ".out.zz_cd12z.saving", 60),
+        "other-target": _temp(tmp_path, f".other.{host}-{dead}-0123abd3.saving", day + 60),
+        "not-ours": _temp(tmp_path, ".out.backup", day + 60),
+        "prefix-only": _temp(tmp_path, f".out2.{host}-{dead}-0123abd4.saving", day + 60),
+    }
+    link = tmp_path / f".out.{host}-{dead}-0123abd5.saving"
+    link.symlink_to(kept["not-ours"])
+    save(model, tmp_path / "out")
+    for what, path in removed.items():
+        assert not path.exists(), what
+    for what, path in kept.items():
+        assert path.exists(), what
+    assert link.is_symlink() and kept["not-ours"].exists()
+
+
+def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path: Path, model: TinyLM):
+    code = (  # a config save (no torch to import), killed with SIGKILL after writing, before the swap
+        "import os, signal\n"
+        "from factory.build import saving\n"
+        "class Config:\n"
+        "    def to_dict(self):\n"
+        "        return {'model_type': 'x'}\n"
+        "def die(tmp):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "saving._fsync_tree = die\n"
+        f"saving.save(Config(), {str(tmp_path / 'out')!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2], capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()
+    [left] = [p for p in tmp_path.iterdir() if p.name.endswith(".saving")]
+    assert save_module._own_temp(tmp_path / "out").match(left.name)
+    when = time.time() - save_module.DEAD_SECONDS - 60
+    os.utime(left, (when, when))
+    for p in left.iterdir():
+        os.utime(p, (when, when))
+    save(model, tmp_path / "out")
+    assert leftovers(tmp_path) == []

@@ -5,7 +5,9 @@ the security options; and the error when transformers is missing."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -821,7 +823,7 @@ def test_config_rejecting_values_is_a_config_error(roberta_dir, pack_table):
 def test_unknown_dtype(roberta_dir, pack_table):
     from factory.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown dtype 'float13'"):
+    with pytest.raises(ConfigError, match="dtype 'float13' is not a floating-point torch dtype"):
         factory.build("model", roberta_dir, registry=pack_table, dtype="float13")
 
 
@@ -865,3 +867,71 @@ def test_missing_class_names_the_pack_version(pack_table, tmp_path):
     with pytest.raises(TargetImportError) as err:
         hf_builder.import_target(registration)
     assert "generated from transformers==4.0.0" in err.value.hint and "factory pack transformers" in err.value.hint
+
+
+def _copy_with_config(source: Path, target: Path, **changes: Any) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, **changes}))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"num_hidden_layers": 10**9}, "num_hidden_layers"),
+        ({"hidden_size": -8}, "hidden_size"),
+        ({"num_attention_heads": 0}, "num_attention_heads"),
+        ({"layer_norm_eps": float("nan")}, "layer_norm_eps"),
+        ({"text_config": {"num_hidden_layers": 10**6}}, "num_hidden_layers"),  # a sub-config too
+    ],
+)
+def test_pack_config_values_are_checked_before_transformers_sees_them(roberta_dir, pack_table, tmp_path, changes, key):
+    from factory.errors import ConfigError
+
+    directory = _copy_with_config(roberta_dir, tmp_path / "ckpt", **changes)
+    started = time.monotonic()
+    for task in ("config", "model"):
+        with pytest.raises(ConfigError, match=f"config.json: {key} must be") as err:
+            factory.build(task, directory, registry=pack_table)
+        assert err.value.file == str(directory / "config.json") and err.value.key == key
+    assert time.monotonic() - started < 10
+
+
+def test_pack_model_size_budget(roberta_dir, pack_table, tmp_path):
+    from factory.errors import ConfigError
+
+    directory = _copy_with_config(
+        roberta_dir, tmp_path / "ckpt", hidden_size=2**17, intermediate_size=2**20, num_hidden_layers=1024
+    )
+    with pytest.raises(ConfigError, match="more than the budget") as err:
+        factory.build("model", directory, registry=pack_table, weights=False)
+    assert err.value.file == str(directory / "config.json")
+
+
+@pytest.mark.parametrize("value", ["int8", "float8_e4m3fn"])
+def test_pack_bad_dtype_in_config_json(roberta_dir, pack_table, tmp_path, value):
+    from factory.errors import ConfigError
+
+    directory = _copy_with_config(roberta_dir, tmp_path / "ckpt", torch_dtype=value, dtype=value)
+    with pytest.raises(ConfigError, match="is not a dtype a model can be built in") as err:
+        factory.build("model", directory, registry=pack_table)
+    assert err.value.file == str(directory / "config.json")
+    with pytest.raises(ConfigError, match="cannot be built in"):
+        factory.build("model", roberta_dir, registry=pack_table, dtype=torch.int8)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("name", ["tokenizer_config.json", "tokenizer.json", "vocab.json", "model.safetensors"])
+def test_pack_files_are_checked_before_transformers_opens_them(roberta_dir, pack_table, tmp_path, name, finishes):
+    from factory.errors import FactoryError
+
+    directory = _copy_with_config(roberta_dir, tmp_path / "ckpt")
+    (directory / name).unlink(missing_ok=True)
+    os.mkfifo(directory / name)
+    task = "model" if name.endswith(".safetensors") else "tokenizer"
+    with pytest.raises(FactoryError, match="is a FIFO") as err:
+        finishes(lambda: factory.build(task, directory, registry=pack_table))
+    assert err.value.file == str(directory / name)

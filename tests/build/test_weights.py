@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
 from factory.build.meta import ModelContractError, empty_model, fresh_model
 from factory.build.placement import resolve_dtype
-from factory.build.weights import WeightsMismatchWarning, find_weight_files, load_weights
+from factory.build.weights import WeightsMismatchWarning, _read_safetensors_header, find_weight_files, load_weights
 from factory.errors import CheckpointError, ConfigError, PickleRefusedError, WeightsMismatchError
 from factory.models.configuration import Config
 
@@ -362,7 +365,7 @@ def test_resolve_dtype():
     assert resolve_dtype("bfloat16") is torch.bfloat16
     assert resolve_dtype(torch.float64) is torch.float64
     assert resolve_dtype(None) is None and resolve_dtype("auto") is None
-    with pytest.raises(ConfigError, match="dtype 'int8' is not a floating-point torch dtype"):
+    with pytest.raises(ConfigError, match="dtype 'int8' cannot be built in: not a floating-point dtype"):
         resolve_dtype("int8")
 
 
@@ -629,3 +632,92 @@ def test_loaded_model_runs_like_the_source(ckpt: Path, source: TinyLM):
         out = model.head(model.body.norm(model.body.proj(model.body.embed(x))))
     ref = source.head(source.body.norm(source.body.proj(source.body.embed(x))))
     assert torch.equal(out, ref)
+
+
+# --- dtypes: a tensor of the right name and shape but the wrong kind of dtype ------------------
+@pytest.mark.parametrize(
+    ("key", "dtype"),
+    [
+        ("body.embed.weight", torch.int64),
+        ("body.proj.weight", torch.int8),
+        ("body.proj.bias", torch.bool),
+        ("body.norm.weight", torch.uint8),
+        ("body.scale", torch.int32),  # a persistent float buffer
+    ],
+)
+def test_an_integer_tensor_for_a_float_parameter_is_a_mismatch(tmp_path: Path, source: TinyLM, key, dtype):
+    tensors = state_of(source)
+    tensors[key] = torch.ones_like(tensors[key], dtype=dtype)
+    path = write_checkpoint(tmp_path / "ckpt", tensors)
+    with pytest.raises(WeightsMismatchError, match="1 of the wrong kind of dtype") as info:
+        load_weights(empty_model(TinyLM, TinyConfig()), [path])
+    assert info.value.file == str(path.parent)
+    assert info.value.wrong_dtype == ((key, dtype, torch.float32),)
+    assert f"{key}: checkpoint {str(dtype).removeprefix('torch.')}" in str(info.value) and "model.safetensors" in str(
+        info.value
+    )
+    with pytest.warns(WeightsMismatchWarning, match="wrong dtype"):
+        report = load_weights(model := empty_model(TinyLM, TinyConfig()), [path], strict=False)
+    assert report.wrong_dtype == info.value.wrong_dtype
+    assert model.state_dict()[key].dtype == torch.float32  # initialised, not cast from the integers
+
+
+def test_float_dtypes_cast_within_their_kind(tmp_path: Path, source: TinyLM):
+    tensors = {k: v.to(torch.float16) for k, v in state_of(source).items()}
+    path = write_checkpoint(tmp_path / "ckpt", tensors)
+    report = load_weights(empty_model(TinyLM, TinyConfig()), [path], dtype=torch.float32)
+    assert report.wrong_dtype == () and report.mismatched == ()
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int64, torch.bool, torch.complex64, "float8_e4m3fn", "uint8"])
+def test_build_dtypes_are_floating_point(dtype):
+    with pytest.raises(ConfigError, match="cannot be built in"):
+        resolve_dtype(dtype)
+    with pytest.raises(ConfigError, match="cannot be built in"):
+        load_weights(nn.Linear(1, 1), ["unused.safetensors"], dtype=dtype)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_weights_fifo_is_refused_without_blocking(tmp_path: Path, finishes):
+    (tmp_path / "ckpt").mkdir()
+    os.mkfifo(tmp_path / "ckpt" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="is a FIFO"):
+        finishes(lambda: load_weights(empty_model(TinyLM, TinyConfig()), [tmp_path / "ckpt" / "model.safetensors"]))
+
+
+# --- property: any header either loads or is a CheckpointError ---------------------------------
+
+_HEADER_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**65), max_value=2**65) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=12,
+)
+_ENTRY = st.fixed_dictionaries(
+    {
+        "dtype": st.sampled_from(["F32", "F16", "BF16", "I64", "U8", "BOOL", "F8_E4M3", "X9", ""]),
+        "shape": st.lists(st.integers(min_value=-2, max_value=6), max_size=3),
+        "data_offsets": st.lists(st.integers(min_value=-4, max_value=200), min_size=0, max_size=3),
+    }
+)
+_HEADERS = st.one_of(
+    st.dictionaries(st.sampled_from(["a", "b", "__metadata__"]), _ENTRY | _HEADER_VALUES, max_size=3).map(
+        lambda h: json.dumps(h).encode()
+    ),
+    st.binary(max_size=64),
+)
+
+
+@given(header=_HEADERS, body=st.binary(max_size=200), declared=st.one_of(st.none(), st.integers(0, 2**64 - 1)))
+def test_any_safetensors_header_loads_or_is_a_checkpoint_error(tmp_path_factory, header, body, declared):
+    path = tmp_path_factory.mktemp("st") / "model.safetensors"
+    size = len(header) if declared is None else declared
+    path.write_bytes(struct.pack("<Q", size) + header + body)
+    started = time.monotonic()
+    try:
+        entries = _read_safetensors_header(path)
+    except CheckpointError as err:
+        assert err.file == str(path)
+    else:
+        for entry in entries.values():
+            assert 0 <= entry.start <= entry.end <= path.stat().st_size
+    assert time.monotonic() - started < 2

@@ -446,3 +446,91 @@ def test_import_factory_does_not_import_torch(tmp_path):
     modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "factory" in modules
     assert [m for m in modules if m.split(".")[0] in ("torch", "transformers", "safetensors")] == []
+
+
+# --- hardening: targets that exit at import, errors from every verb, --debug --------------------
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("import sys\nsys.exit(3)\n", "called sys.exit(3)"),
+        ("raise SystemExit('bye')\n", "called sys.exit('bye')"),
+        ("raise GeneratorExit()\n", "raised GeneratorExit"),
+        ("raise RuntimeError('broken at import')\n", "raised RuntimeError: broken at import"),
+        ("class Boom(BaseException):\n    pass\nraise Boom('custom')\n", "raised Boom: custom"),
+        ("import os\nos.environ['X'] = '1'\n1/0\n", "raised ZeroDivisionError"),
+    ],
+    ids=["sys-exit", "system-exit", "generator-exit", "runtime", "base-exception", "zero-division"],
+)
+def test_validate_import_survives_targets_that_exit_or_raise(env, capsys, arch_yaml, monkeypatch, body, said):
+    name = f"factory_exits_{uuid.uuid4().hex[:8]}"
+    env.write(f"src/{name}.py", body, root=env.tmp)
+    monkeypatch.syspath_prepend(str(env.tmp / "src"))
+    for path in (env.builtin / "models").iterdir():
+        path.unlink()
+    code, findings = _import_findings(capsys, env, "exits", arch_yaml("exits", {"model": f"{name}:Model"}))
+    assert code == EXIT_FINDINGS  # the verb itself went on to report, whatever the module did
+    [f001] = findings
+    assert f001["code"] == "F001" and f001["line"] == 5 and said in f001["message"]
+    assert name not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "causal-lm", ""],
+        ["build", "causal-lm", "x" * 5000],
+        ["build", "causal-lm", "gpt2", "--dtype", "int8"],
+        ["build", "causal-lm", "gpt2", "--dtype", "float8_e4m3fn"],
+        ["build", "causal-lm", "gpt2", "--device", "nosuchdevice"],
+        ["build", "no-such-task", "gpt2"],
+        ["explain", "causal-lm", "nope"],
+        ["show", "nope"],
+        ["list", "--registry", "missing-dir"],
+        ["tasks", "--registry", "missing-dir"],
+        ["diff", "no-such-ref"],  # a usage error: exit 2
+        ["lint", "missing-dir"],
+    ],
+)
+def test_every_verb_reports_errors_as_one_message_and_exit_1(request, capsys, argv):
+    if argv[0] in ("list", "tasks", "lint", "show"):
+        request.getfixturevalue("env")  # an isolated registry: these need no built-in files to fail
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == (EXIT_USAGE if argv[0] == "diff" else EXIT_FINDINGS), (out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    assert err.startswith("error: ") or "error:" in out + err
+
+
+def test_a_bad_checkpoint_on_the_command_line_is_one_message(tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "gpt2", "n_head": 0}')
+    code = main(["build", "causal-lm", str(tmp_path / "ckpt")])
+    err = capsys.readouterr().err
+    assert code == EXIT_FINDINGS and "Traceback" not in err
+    assert err.startswith(f"error: {tmp_path / 'ckpt' / 'config.json'}: GPT2Config: n_head must be")
+
+
+@pytest.mark.parametrize("where", ["before", "after", "env"])
+def test_debug_shows_the_traceback(capsys, monkeypatch, where):
+    argv = ["build", "causal-lm", ""]
+    if where == "before":
+        argv = ["--debug", *argv]
+    elif where == "after":
+        argv = [*argv, "--debug"]
+    else:
+        monkeypatch.setenv("FACTORY_DEBUG", "1")
+    assert main(argv) == EXIT_FINDINGS
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "error: the name to build is empty" in err
+
+
+def test_an_unexpected_error_is_called_a_bug(capsys, monkeypatch):
+    from factory.cli import registry_verbs
+
+    def broken(args):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(registry_verbs, "cmd_tasks", broken)
+    assert main(["tasks"]) == EXIT_FINDINGS
+    err = capsys.readouterr().err
+    assert err.startswith("error: KeyError: 'internal'") and "this is a bug" in err and "Traceback" not in err

@@ -764,7 +764,7 @@ def test_malformed_json_files_name_the_file(gpt2_dir, tmp_path):
     (bad / "tokenizer.json").write_text("[1, 2]")
     _error(bad, "must hold a JSON object, found list")
     (bad / "tokenizer.json").write_bytes(b"\xff\xfe\x00")
-    _error(bad, "is not UTF-8")
+    _error(bad, "is not valid UTF-8")
 
     bad_config = _copy(gpt2_dir, tmp_path / "bad-config", "tokenizer.json")
     (bad_config / "tokenizer_config.json").write_text("{nope")

@@ -483,9 +483,9 @@ def test_config_labels(checkpoints):
     [
         ({"problem_type": "ranking"}, "problem_type 'ranking' is not one of"),
         ({"problem_type": "single_label_classification", "num_labels": 1}, "needs num_labels > 1"),
-        ({"num_labels": 0}, "num_labels must be a positive integer, found 0"),
+        ({"num_labels": 0}, "num_labels must be an integer from 1 to 262144, found 0"),
         ({"id2label": {"first": "a"}}, "id2label must map integer ids to label names"),
-        ({"id2label": ["a", "b"]}, "id2label must map integer ids to label names"),
+        ({"id2label": ["a", "b"]}, "id2label must be an object or null, found"),
     ],
 )
 def test_config_errors(kwargs, match):

@@ -181,3 +181,55 @@ def test_two_processes_loading_at_once(registry_dir, tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == 1
+
+
+@pytest.mark.parametrize("how", ["in-place-utime", "cp-p", "rsync-t"])
+def test_a_file_replaced_with_the_same_size_mtime_and_inode_is_not_served_stale(registry_dir, how):
+    """`cp -p`, `rsync -t` and utime() restore size and mtime (in place: the inode too); ctime still moves."""
+    import shutil
+
+    _load(registry_dir)
+    path = registry_dir / "beta.yaml"
+    before = path.stat()
+    new_text = ARCH.format(name="beta", cls="Zeta")  # as long as "Beta"
+    assert len(new_text) == before.st_size
+    if how == "in-place-utime":
+        with open(path, "r+", encoding="utf-8") as fh:  # same inode
+            fh.write(new_text)
+    else:
+        staged = registry_dir.parent / "staged.yaml"
+        staged.write_text(new_text)
+        os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+        if how == "cp-p":
+            shutil.copy2(staged, path)  # cp -p: writes into the existing inode, keeps the times
+        else:
+            os.replace(staged, path)  # rsync -t: a new inode, renamed over, times kept
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    if how != "rsync-t":
+        assert after.st_ino == before.st_ino
+    assert _load(registry_dir).resolve("model", "beta").target == "pkg.mod:ZetaModel"
+
+
+def test_a_plugin_directory_renamed_after_the_scan_was_cached(reg_env, arch_yaml, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACTORY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FACTORY_NO_CACHE", raising=False)
+    root = reg_env.plugin("acme-models", "1.0", {"models/acme.yaml": arch_yaml("acme")})
+    assert "acme" in reg_env.load(packs=False).architectures
+    moved = root.rename(root.parent / "registry")  # the package's directory renamed; sys.path unchanged
+    with pytest.raises(factory.RegistryError, match="points at .*registry.d, which is not a directory"):
+        reg_env.load(packs=False)  # the cached scan is not trusted: a rescan reports the broken entry point
+    moved.rename(root)
+    assert "acme" in reg_env.load(packs=False).architectures
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_a_cache_file_is_rebuilt_not_read(registry_dir, tmp_path, finishes):
+    cold = _load(registry_dir)
+    (entry,) = (tmp_path / "cache").glob("registry-*.json")
+    entry.unlink()
+    os.mkfifo(entry)
+    with pytest.warns(CacheWarning, match=r"ignoring unusable registry cache .* \(is a FIFO"):
+        assert finishes(lambda: _load(registry_dir)).digest == cold.digest
+    assert entry.is_file()  # rewritten as a regular file

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from factory.errors import FactoryError, RegistryError, YAMLSyntaxError
 from factory.registry.yamlio import MAX_DEPTH, NODE_BUDGET, load_document, parse_text
+from factory.untrusted import MAX_YAML_BYTES
 
 GOOD = """\
 # a comment
@@ -179,6 +183,101 @@ def test_unreadable_path_is_a_registry_error(tmp_path):
     with pytest.raises(RegistryError) as info:
         load_document(tmp_path)  # a directory
     assert info.value.file == str(tmp_path)
-    assert "cannot read" in info.value.message
-    with pytest.raises(RegistryError, match="cannot read"):
+    assert "is a directory, not a regular file" in info.value.message
+    with pytest.raises(RegistryError, match="file does not exist"):
         load_document(tmp_path / "missing.yaml")
+
+
+# --- sizes, kinds and budgets --------------------------------------------------------------------
+@pytest.mark.parametrize("size", [MAX_YAML_BYTES + 1, 50 * 2**20, 2**40])
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path, size):
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:  # sparse: the size without the bytes
+        fh.truncate(size)
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="larger than the 1 MiB limit for a registry YAML file") as info:
+        load_document(path)
+    assert info.value.file == str(path) and "alias" not in str(info.value)
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_without_blocking(tmp_path, finishes):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    with pytest.raises(RegistryError, match="is a FIFO"):
+        finishes(lambda: load_document(tmp_path / "pipe.yaml"))
+
+
+def test_the_value_budget_fits_in_the_size_limit():
+    """A file under the size limit can hold more values than the budget: the budget message must be honest."""
+    assert len(("a: [" + "1," * (NODE_BUDGET + 1) + "]\n").encode()) <= MAX_YAML_BYTES
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: "a: [" + ", ".join(["1"] * (n + 1)) + "]\n",
+        lambda n: "{" + ",".join(f"{i}: 0" for i in range(n // 2 + 1)) + "}",
+        lambda n: "a:\n" + "- 1\n" * (n + 1),
+    ],
+    ids=["flow-list", "many-keys", "block-list"],
+)
+def test_a_file_with_too_many_values_says_so_without_blaming_aliases(tmp_path, monkeypatch, make):
+    from factory.registry import yamlio
+
+    monkeypatch.setattr(yamlio, "NODE_BUDGET", 2000)  # the real budget (200,000) takes seconds to reach
+    path = tmp_path / "many.yaml"
+    path.write_text(make(2000))
+    with pytest.raises(YAMLSyntaxError, match="document holds more than 2000 values") as info:
+        load_document(path)
+    assert "alias" not in str(info.value)
+
+
+@given(text=st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
+def test_any_text_parses_or_is_a_yaml_syntax_error(text):
+    started = time.monotonic()
+    try:
+        doc = parse_text(text, "x.yaml")
+    except YAMLSyntaxError as err:
+        assert err.file == "x.yaml"
+    else:
+        assert doc.path == Path("x.yaml")
+    assert time.monotonic() - started < 2
+
+
+_YAML_PIECES = st.sampled_from(
+    [
+        "a",
+        ":",
+        " ",
+        "\n",
+        "  ",
+        "- ",
+        "&x ",
+        "*x",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "!!python/object:os.system",
+        "<<: ",
+        "'",
+        '"',
+        "#",
+        "---",
+        "1",
+        "null",
+        "\t",
+    ]
+)
+
+
+@given(pieces=st.lists(_YAML_PIECES, max_size=60))
+def test_any_yaml_like_text_parses_or_is_a_yaml_syntax_error(pieces):
+    started = time.monotonic()
+    try:
+        parse_text("".join(pieces), "x.yaml")
+    except YAMLSyntaxError as err:
+        assert err.file == "x.yaml"
+    assert time.monotonic() - started < 2
