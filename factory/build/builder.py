@@ -154,6 +154,7 @@ def resolve_dtype(dtype: Any, config: Any) -> Any:
 def _build_native_model(table: Table, model_cls: Any, res: Resolution, *, dtype: Any, device: Any, weights: bool,
                         overrides: Mapping[str, Any], strict: bool, allow_pickle: bool) -> Any:
     from factory.build import meta, weights as W
+    from factory.build.placement import resolve_device
 
     config = _config_for(table, res, overrides)
     torch_dtype = resolve_dtype(dtype, config)
@@ -161,6 +162,8 @@ def _build_native_model(table: Table, model_cls: Any, res: Resolution, *, dtype:
         return _fresh(model_cls, config, res, torch_dtype, device).eval()
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = meta.empty_model(model_cls, config, dtype=torch_dtype)
+    meta.check_fits(meta.model_bytes(model, torch_dtype), resolve_device(device),
+                    what=f"{model_cls.__qualname__} from {res.directory} in {str(torch_dtype).removeprefix('torch.')}")
     report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
     model.eval()
     model.factory_load_report = report

@@ -2,8 +2,8 @@
 
 The loading path keeps one copy of the weights in memory:
 
-* the model comes from :func:`factory.build.meta.empty_model`, with its *parameters* on the
-  meta device, so no random initialisation runs on real memory;
+* the model comes from :func:`factory.build.meta.empty_model`, entirely on the meta device, so
+  nothing is allocated or randomly initialised; computed buffers are recreated by ``reset_buffers``;
 * ``load_weights`` validates every safetensors header, then, where neither the
   dtype nor the device changes, makes each parameter a zero-copy view of a private
   (copy-on-write) memory map of its file; otherwise it reads each tensor once and
@@ -40,7 +40,7 @@ from factory.errors import (
     WeightsMismatchError,
 )
 from factory.build.hub import PICKLE_INDEX, PICKLE_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, read_index
-from factory.build.meta import ModelContractError, apply_ties, materialise, move_buffers, tie_map
+from factory.build.meta import apply_ties, check_no_meta, init_buffers, materialise, move_buffers, tie_map
 from factory.build.placement import ST_DTYPES, resolve_device, resolve_dtype
 
 #: Other pickle names recognised (and refused) in a checkpoint directory.
@@ -196,20 +196,37 @@ class _Reader:
         self._maps: dict[Path, torch.Tensor] = {}
         self._handles: dict[Path, BinaryIO] = {}
         self.zero_copy = 0
+        self.direct = 0  # tensors copied from the map straight to a device
 
     def tensor(self, entry: _Entry, dtype: torch.dtype | None, device: torch.device | None) -> torch.Tensor:
+        """The tensor of ``entry`` in ``dtype`` (floating tensors only) on ``device``.
+
+        CPU without a cast: a zero-copy view of the file's private map. Another device: the
+        map's pages go straight to the device (no intermediate CPU copy) and are cast there.
+        ``meta``: nothing is read. A CPU cast reads the bytes once and casts them.
+        """
         target = dtype if dtype is not None and entry.dtype.is_floating_point else entry.dtype
         on_cpu = device is None or device.type == "cpu"
         if entry.tensor is not None:
             return entry.tensor.to(device=device, dtype=target)
-        if self._mmap and on_cpu and target == entry.dtype and entry.start % entry.dtype.itemsize == 0:
-            self.zero_copy += 1
-            flat = self._map(entry.file)[entry.start:entry.end]
-            return flat.view(entry.dtype).view(entry.shape)
+        if device is not None and device.type == "meta":
+            return torch.empty(entry.shape, dtype=target, device=device)
+        mapped = self._mmap and entry.start % entry.dtype.itemsize == 0 and entry.nbytes > 0
+        if mapped and (not on_cpu or target == entry.dtype):
+            view = self._map(entry.file)[entry.start:entry.end].view(entry.dtype).view(entry.shape)
+            if on_cpu:
+                self.zero_copy += 1
+                return view
+            self.direct += 1
+            return view.to(device=device).to(dtype=target)
         data = self._read(entry)
         if target != entry.dtype or not on_cpu:
             data = data.to(device=device, dtype=target)
         return data
+
+    def release(self, path: Path) -> None:
+        """Drop the map of ``path`` (its pages stay only where views of it still live)."""
+        self._maps.pop(path, None)
 
     def _map(self, path: Path) -> torch.Tensor:
         if path not in self._maps:
@@ -312,9 +329,15 @@ def load_weights(
                       WeightsMismatchWarning, stacklevel=2)
 
     bad_shape = {name for name, _, _ in plan.mismatched}
+    init_buffers(model, target_device, dtype)
     with ExitStack() as stack, torch.no_grad():
         reader = _Reader(stack, mmap=mmap)
-        tensors = {k: reader.tensor(e, dtype, target_device) for k, e in plan.mapped.items() if k not in bad_shape}
+        tensors = {}
+        ordered = sorted((e.file, e.start, k) for k, e in plan.mapped.items() if k not in bad_shape)
+        for i, (file, _, key) in enumerate(ordered):
+            tensors[key] = reader.tensor(plan.mapped[key], dtype, target_device)
+            if i + 1 == len(ordered) or ordered[i + 1][0] != file:
+                reader.release(file)  # a device load keeps no file pages mapped once a file is done
         model.load_state_dict(tensors, strict=False, assign=True)
         loaded_bytes = sum(e.nbytes for k, e in plan.mapped.items() if k not in bad_shape)
         floating = Counter(t.dtype for t in tensors.values() if t.dtype.is_floating_point)
@@ -324,12 +347,7 @@ def load_weights(
     materialise(model, to_init, dtype, target_device)
     apply_ties(model, plan.ties)
     move_buffers(model, target_device)
-    left = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
-    if left:
-        raise ModelContractError(
-            f"{type(model).__name__}: parameters left on the meta device after loading: {', '.join(left[:10])}",
-            hint="a tied or aliased parameter name does not match the model's parameters",
-        )
+    check_no_meta(model, target_device)
     return LoadReport(
         files=tuple(paths),
         missing=plan.missing,

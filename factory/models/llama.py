@@ -337,8 +337,17 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.config = config
         self.rope_type = config.rope_parameters["rope_type"]
-        inv_freq, self.attention_scaling = rope_frequencies(config)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.attention_scaling = 1.0
+        self.register_buffer("inv_freq", torch.empty(_head_dim(config) // 2, dtype=torch.float32), persistent=False)
+        self.reset_buffers()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Compute ``inv_freq`` (and the cos/sin scale) in place; a no-op on the meta device (model contract)."""
+        if self.inv_freq.is_meta:
+            return
+        inv_freq, self.attention_scaling = rope_frequencies(self.config)
+        self.inv_freq.copy_(inv_freq)
 
     def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
         # Module.to(dtype) would cast the frequencies; keep them float32 and only follow the device.
