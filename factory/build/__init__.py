@@ -3,6 +3,7 @@
 
 The build wing: resolving a name, fetching and checking files, constructing and loading the object.
 """
+
 from factory import callable_wing
 
 callable_wing(__name__, "build")

@@ -5,19 +5,21 @@ model constructed with parameters on the meta device, safetensors loaded
 in place, tied, cast, eval); ``builder: transformers`` registrations are
 handed to :mod:`factory.build.transformers_builder`.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from factory.models.configuration import CODE_KEYS
-from factory.errors import CheckpointError, ConfigError, FactoryError
-from factory.build.targets import import_target
 from factory.build.resolve import Resolution, explain, resolve, task_kind
+from factory.build.targets import import_target
+from factory.errors import CheckpointError, ConfigError, FactoryError
+from factory.models.configuration import CODE_KEYS
 from factory.registry.table import Registration, Table
 
-__all__ = ["build", "explain", "build_from_resolution"]
+__all__ = ["build", "build_from_resolution", "explain"]
 
 
 class FactoryDeprecationWarning(FutureWarning):
@@ -51,11 +53,26 @@ def build(
     from factory.registry.loader import registry as default_registry
 
     table = registry if registry is not None else default_registry()
-    res = resolve(table, task, name, revision=revision, cache_dir=cache_dir, token=token,
-                  local_files_only=local_files_only, allow_pickle=allow_pickle)
+    res = resolve(
+        table,
+        task,
+        name,
+        revision=revision,
+        cache_dir=cache_dir,
+        token=token,
+        local_files_only=local_files_only,
+        allow_pickle=allow_pickle,
+    )
     return build_from_resolution(
-        table, res, dtype=dtype, device=device, weights=weights, config_overrides=config_overrides,
-        strict=strict, allow_pickle=allow_pickle)
+        table,
+        res,
+        dtype=dtype,
+        device=device,
+        weights=weights,
+        config_overrides=config_overrides,
+        strict=strict,
+        allow_pickle=allow_pickle,
+    )
 
 
 def build_from_resolution(
@@ -74,26 +91,51 @@ def build_from_resolution(
     _warn_deprecated(reg, res)
     if res.checkpoint is not None and res.checkpoint.deprecated:
         dep = res.checkpoint.deprecated
-        warnings.warn(f"named checkpoint {res.checkpoint.name!r} is deprecated since {dep.since}"
-                      + (f"; use {dep.replacement!r}" if dep.replacement else ""), FactoryDeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"named checkpoint {res.checkpoint.name!r} is deprecated since {dep.since}"
+            + (f"; use {dep.replacement!r}" if dep.replacement else ""),
+            FactoryDeprecationWarning,
+            stacklevel=3,
+        )
     if config_overrides is not None and not isinstance(config_overrides, Mapping):
-        raise ConfigError(f"config_overrides must be a mapping of config keys to values, "
-                          f"found {type(config_overrides).__name__}", hint="e.g. config_overrides={'num_labels': 3}")
+        raise ConfigError(
+            f"config_overrides must be a mapping of config keys to values, found {type(config_overrides).__name__}",
+            hint="e.g. config_overrides={'num_labels': 3}",
+        )
     overrides = dict(config_overrides or {})
     kind = task_kind(table, res.task)
     if reg.builder == "transformers":
         from factory.build import transformers_builder as hf_builder
 
         target = hf_builder.import_target(reg)
-        obj = _build_transformers(table, target, res, kind, dtype=dtype, device=device, weights=weights,
-                                  overrides=overrides, strict=strict, allow_pickle=allow_pickle)
+        obj = _build_transformers(
+            table,
+            target,
+            res,
+            kind,
+            dtype=dtype,
+            device=device,
+            weights=weights,
+            overrides=overrides,
+            strict=strict,
+            allow_pickle=allow_pickle,
+        )
     elif kind == "config":
         obj = make_config(import_target(reg), res.config, overrides, res)
     elif kind == "component":
         obj = _build_component(import_target(reg), res)
     else:
-        obj = _build_native_model(table, import_target(reg), res, dtype=dtype, device=device, weights=weights,
-                                  overrides=overrides, strict=strict, allow_pickle=allow_pickle)
+        obj = _build_native_model(
+            table,
+            import_target(reg),
+            res,
+            dtype=dtype,
+            device=device,
+            weights=weights,
+            overrides=overrides,
+            strict=strict,
+            allow_pickle=allow_pickle,
+        )
     _attach_provenance(obj, res)
     return obj
 
@@ -107,7 +149,9 @@ def _warn_deprecated(reg: Registration, res: Resolution) -> None:
         + (f" and will be removed in {dep.remove_in}" if dep.remove_in else "")
         + (f"; use {dep.replacement}" if dep.replacement else "")
         + f" ({reg.provenance.file}:{reg.provenance.line})",
-        FactoryDeprecationWarning, stacklevel=4)
+        FactoryDeprecationWarning,
+        stacklevel=4,
+    )
 
 
 def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str, Any], res: Resolution) -> Any:
@@ -121,16 +165,21 @@ def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str
     except FactoryError:
         raise
     except Exception as exc:  # a config class rejecting the values
-        raise ConfigError(f"cannot build {config_cls.__qualname__} from config.json: {type(exc).__name__}: {exc}",
-                          file=res.config_file, hint="check the config values against the architecture") from None
+        raise ConfigError(
+            f"cannot build {config_cls.__qualname__} from config.json: {type(exc).__name__}: {exc}",
+            file=res.config_file,
+            hint="check the config values against the architecture",
+        ) from None
 
 
 def _config_for(table: Table, res: Resolution, overrides: Mapping[str, Any]) -> Any:
     if res.config_registration is None:
         raise ConfigError(
             f"architecture {res.architecture!r} registers no config class",
-            file=res.registration.provenance.file, line=res.registration.provenance.line,
-            hint=f"add `config: package.module:ConfigClass` to the architecture file of {res.architecture!r}")
+            file=res.registration.provenance.file,
+            line=res.registration.provenance.line,
+            hint=f"add `config: package.module:ConfigClass` to the architecture file of {res.architecture!r}",
+        )
     config_cls = import_target(res.config_registration)
     return make_config(config_cls, res.config, overrides, res)
 
@@ -151,9 +200,20 @@ def resolve_dtype(dtype: Any, config: Any) -> Any:
     return chosen
 
 
-def _build_native_model(table: Table, model_cls: Any, res: Resolution, *, dtype: Any, device: Any, weights: bool,
-                        overrides: Mapping[str, Any], strict: bool, allow_pickle: bool) -> Any:
-    from factory.build import meta, weights as W
+def _build_native_model(
+    table: Table,
+    model_cls: Any,
+    res: Resolution,
+    *,
+    dtype: Any,
+    device: Any,
+    weights: bool,
+    overrides: Mapping[str, Any],
+    strict: bool,
+    allow_pickle: bool,
+) -> Any:
+    from factory.build import meta
+    from factory.build import weights as W
     from factory.build.placement import resolve_device
 
     config = _config_for(table, res, overrides)
@@ -162,8 +222,11 @@ def _build_native_model(table: Table, model_cls: Any, res: Resolution, *, dtype:
         return _fresh(model_cls, config, res, torch_dtype, device).eval()
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = meta.empty_model(model_cls, config, dtype=torch_dtype)
-    meta.check_fits(meta.model_bytes(model, torch_dtype), resolve_device(device),
-                    what=f"{model_cls.__qualname__} from {res.directory} in {str(torch_dtype).removeprefix('torch.')}")
+    meta.check_fits(
+        meta.model_bytes(model, torch_dtype),
+        resolve_device(device),
+        what=f"{model_cls.__qualname__} from {res.directory} in {str(torch_dtype).removeprefix('torch.')}",
+    )
     report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
     model.eval()
     model.factory_load_report = report
@@ -181,14 +244,16 @@ def _fresh(model_cls: Any, config: Any, res: Resolution, dtype: Any, device: Any
         raise ConfigError(
             f"constructing {model_cls.__qualname__} from its config failed: {type(exc).__name__}: {exc}",
             file=res.config_file or res.registration.provenance.file,
-            hint="check config values / config_overrides") from None
+            hint="check config values / config_overrides",
+        ) from None
 
 
 def _build_component(component_cls: Any, res: Resolution) -> Any:
     if res.directory is None:
         raise CheckpointError(
             f"a {res.task} needs files: {res.name!r} is an architecture name, not a checkpoint",
-            hint="pass a checkpoint directory, named checkpoint or Hub repo id")
+            hint="pass a checkpoint directory, named checkpoint or Hub repo id",
+        )
     for method in ("from_directory", "from_pretrained"):
         factory_method = getattr(component_cls, method, None)
         if callable(factory_method):
@@ -204,13 +269,20 @@ def _build_transformers(table: Table, target: Any, res: Resolution, kind: str, *
     if kind == "component":
         return hf_builder.build_component(target, res.directory)
     return hf_builder.build_model(
-        target, res.directory, weights=options["weights"], dtype=options["dtype"], device=options["device"],
-        config_overrides=options["overrides"], allow_pickle=options["allow_pickle"], strict=options["strict"],
-        config_cls=hf_builder.pack_config(table, res.architecture))
+        target,
+        res.directory,
+        weights=options["weights"],
+        dtype=options["dtype"],
+        device=options["device"],
+        config_overrides=options["overrides"],
+        allow_pickle=options["allow_pickle"],
+        strict=options["strict"],
+        config_cls=hf_builder.pack_config(table, res.architecture),
+    )
 
 
 def _attach_provenance(obj: Any, res: Resolution) -> None:
     try:
-        setattr(obj, "factory_provenance", res.provenance())
+        obj.factory_provenance = res.provenance()
     except (AttributeError, TypeError):  # slotted or frozen objects carry none
         pass

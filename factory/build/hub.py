@@ -8,14 +8,16 @@ commit pins every later file, so a snapshot never mixes two commits.
 
 This module does not import torch or huggingface_hub at import time.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from factory.errors import CheckpointError, HubError, PickleRefusedError
 
@@ -62,8 +64,10 @@ def read_index(index: str | Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"index cannot be read: {exc}", file=index) from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not weight_map or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    if (
+        not isinstance(weight_map, dict)
+        or not weight_map
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items())
     ):
         raise CheckpointError(
             "index has no usable 'weight_map' (a non-empty mapping of tensor name -> shard file)",
@@ -168,8 +172,14 @@ def download(
     """
     if kind not in KINDS:
         raise HubError(f"unknown download kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
-    fetch = _Fetcher(repo_id, revision or "main", hub_cache_dir(cache_dir), token, is_offline(local_files_only),
-                     (subfolder or "").strip("/"))
+    fetch = _Fetcher(
+        repo_id,
+        revision or "main",
+        hub_cache_dir(cache_dir),
+        token,
+        is_offline(local_files_only),
+        (subfolder or "").strip("/"),
+    )
     fetch.get(CONFIG_FILE, required=kind != "component")
     if kind == "model":
         _fetch_weights(fetch, allow_pickle)
@@ -179,7 +189,8 @@ def download(
         raise HubError(
             f"Hub repository {repo_id!r} (revision {fetch.revision}) has none of the files a {kind} needs "
             f"({CONFIG_FILE}, {', '.join(PREPROCESSING_FILES[:4])}, ...)",
-            repo_id=repo_id, revision=fetch.revision,
+            repo_id=repo_id,
+            revision=fetch.revision,
             hint="check that this is the repository of a model or its preprocessing files",
         )
     return HubSnapshot(repo_id, fetch.revision, fetch.snapshot.name, fetch.directory, tuple(fetch.fetched))
@@ -211,7 +222,8 @@ def _fetch_weights(fetch: _Fetcher, allow_pickle: bool) -> None:
     looked = f"{SAFE_WEIGHTS}, {SAFE_INDEX}" + (f", {PICKLE_WEIGHTS}, {PICKLE_INDEX}" if allow_pickle else "")
     raise CheckpointError(
         f"no weights for Hub repository {fetch.repo_id!r} (revision {fetch.revision}) {where}: looked for {looked}",
-        file=fetch.directory, repo_id=fetch.repo_id,
+        file=fetch.directory,
+        repo_id=fetch.repo_id,
         hint="build with weights=False for a freshly initialised model"
         + ("; or go online once to populate the cache" if fetch.offline else ""),
     )
@@ -220,8 +232,9 @@ def _fetch_weights(fetch: _Fetcher, allow_pickle: bool) -> None:
 class _Fetcher:
     """One download session: settings, the pinned commit, and error translation."""
 
-    def __init__(self, repo_id: str, revision: str, cache_dir: Path, token: str | bool | None, offline: bool,
-                 subfolder: str = ""):
+    def __init__(
+        self, repo_id: str, revision: str, cache_dir: Path, token: str | bool | None, offline: bool, subfolder: str = ""
+    ):
         self.repo_id = repo_id
         self.subfolder = subfolder
         self.revision = revision
@@ -266,9 +279,11 @@ class _Fetcher:
 
         revision = self.commit or self.revision
         repo_name = f"{self.subfolder}/{filename}" if self.subfolder else filename
-        if self.commit is not None and try_to_load_from_cache(
-            self.repo_id, repo_name, cache_dir=self.cache_dir, revision=self.commit
-        ) is _CACHED_NO_EXIST:
+        if (
+            self.commit is not None
+            and try_to_load_from_cache(self.repo_id, repo_name, cache_dir=self.cache_dir, revision=self.commit)
+            is _CACHED_NO_EXIST
+        ):
             return self._absent(filename, required, index)
         try:
             path = hf_hub_download(
@@ -289,7 +304,8 @@ class _Fetcher:
             raise HubError(
                 f"could not reach {self.endpoint} for {filename} of {self.repo_id!r} (revision {revision}), and it "
                 f"is not in the HF cache {self.cache_dir}: {_first_line(exc)}",
-                repo_id=self.repo_id, revision=revision,
+                repo_id=self.repo_id,
+                revision=revision,
                 hint="check the network connection and HF_ENDPOINT, or populate the cache while online",
             ) from None
         except EntryNotFoundError:
@@ -306,8 +322,13 @@ class _Fetcher:
             return False
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-        url = hf_hub_url(self.repo_id, filename, subfolder=self.subfolder or None,
-                         revision=self.commit or self.revision, endpoint=self.endpoint)
+        url = hf_hub_url(
+            self.repo_id,
+            filename,
+            subfolder=self.subfolder or None,
+            revision=self.commit or self.revision,
+            endpoint=self.endpoint,
+        )
         try:
             get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint)
         except Exception:
@@ -322,13 +343,16 @@ class _Fetcher:
             raise CheckpointError(
                 f"{index} of Hub repository {self.repo_id!r} (commit {revision}) names shard {filename}, "
                 "which the repository does not have",
-                file=self.directory / index if self.directory else None, repo_id=self.repo_id, shard=filename,
+                file=self.directory / index if self.directory else None,
+                repo_id=self.repo_id,
+                shard=filename,
                 hint="the repository is inconsistent at this revision; try another revision",
             )
         raise HubError(
             f"Hub repository {self.repo_id!r} has no {filename} at revision {revision}"
             + (": it is not a transformers-style model repository" if filename == CONFIG_FILE else ""),
-            repo_id=self.repo_id, revision=revision,
+            repo_id=self.repo_id,
+            revision=revision,
             hint="factory reads config.json to choose the architecture; check the repo id and revision",
         )
 
@@ -337,7 +361,8 @@ class _Fetcher:
         return HubError(
             f"{filename} of Hub repository {self.repo_id!r} (revision {self.commit or self.revision}) is not in "
             f"the HF cache {self.cache_dir}, and network access is disabled ({reason})",
-            repo_id=self.repo_id, revision=self.revision,
+            repo_id=self.repo_id,
+            revision=self.revision,
             hint="run once with network access to populate the cache, or unset HF_HUB_OFFLINE / pass "
             "local_files_only=False; HF_HUB_CACHE or HF_HOME select the cache",
         )
@@ -374,11 +399,16 @@ class _Fetcher:
             )
         if isinstance(exc, HfHubHTTPError):
             status = getattr(getattr(exc, "response", None), "status_code", "?")
-            hint = ("the token was refused: check HF_TOKEN / token=..." if status in (401, 403)
-                    else "retry later, or check HF_ENDPOINT")
+            hint = (
+                "the token was refused: check HF_TOKEN / token=..."
+                if status in (401, 403)
+                else "retry later, or check HF_ENDPOINT"
+            )
             return HubError(
                 f"Hub request for {filename} of {self.repo_id!r} (revision {revision}) failed with HTTP "
-                f"{status}: {_first_line(exc)}", hint=hint, **fields,
+                f"{status}: {_first_line(exc)}",
+                hint=hint,
+                **fields,
             )
         if isinstance(exc, HFValidationError):
             return HubError(
@@ -389,7 +419,8 @@ class _Fetcher:
         return HubError(
             f"downloading {filename} of Hub repository {self.repo_id!r} (revision {revision}) failed: "
             f"{type(exc).__name__}: {_first_line(exc)}",
-            hint="check the network, the disk space of the HF cache and HF_ENDPOINT", **fields,
+            hint="check the network, the disk space of the HF cache and HF_ENDPOINT",
+            **fields,
         )
 
 

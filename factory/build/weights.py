@@ -14,34 +14,33 @@ The loading path keeps one copy of the weights in memory:
 Pickle files (``pytorch_model.bin``) are refused unless the caller opts in, and then
 read only with ``torch.load(weights_only=True)``.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import struct
-import threading
 import time
 import warnings
 import zipfile
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
+from typing import BinaryIO
 
 import torch
 from torch import nn
 
-from factory.errors import (
-    CheckpointError,
-    ConfigError,
-    FactoryError,
-    PickleRefusedError,
-    WeightsMismatchError,
-)
 from factory.build.hub import PICKLE_INDEX, PICKLE_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, read_index
 from factory.build.meta import apply_ties, check_no_meta, init_buffers, materialise, move_buffers, tie_map
 from factory.build.placement import ST_DTYPES, resolve_device, resolve_dtype
+from factory.errors import (
+    CheckpointError,
+    PickleRefusedError,
+    WeightsMismatchError,
+)
 
 #: Other pickle names recognised (and refused) in a checkpoint directory.
 PICKLE_SINGLE_NAMES = (PICKLE_WEIGHTS, "model.pt", "model.pth")
@@ -178,7 +177,8 @@ def _read_pickle(path: Path) -> dict[str, _Entry]:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(
-            "does not hold a flat state dict (tensor name -> tensor)", file=path,
+            "does not hold a flat state dict (tensor name -> tensor)",
+            file=path,
         )
     return {k: _Entry(k, path, v.dtype, tuple(v.shape), tensor=v) for k, v in state.items()}
 
@@ -213,7 +213,7 @@ class _Reader:
             return torch.empty(entry.shape, dtype=target, device=device)
         mapped = self._mmap and entry.start % entry.dtype.itemsize == 0 and entry.nbytes > 0
         if mapped and (not on_cpu or target == entry.dtype):
-            view = self._map(entry.file)[entry.start:entry.end].view(entry.dtype).view(entry.shape)
+            view = self._map(entry.file)[entry.start : entry.end].view(entry.dtype).view(entry.shape)
             if on_cpu:
                 self.zero_copy += 1
                 return view
@@ -239,7 +239,7 @@ class _Reader:
         if entry.nbytes == 0:
             return torch.empty(entry.shape, dtype=entry.dtype)
         if entry.file not in self._handles:
-            self._handles[entry.file] = self._stack.enter_context(open(entry.file, "rb"))
+            self._handles[entry.file] = self._stack.enter_context(open(entry.file, "rb"))  # noqa: SIM115 (closed by the stack)
         fh = self._handles[entry.file]
         buf = bytearray(entry.nbytes)
         fh.seek(entry.start)
@@ -302,7 +302,8 @@ def load_weights(
             if not allow_pickle:
                 raise PickleRefusedError(
                     "pickle weights file refused by default (pickle can run arbitrary code)",
-                    file=path, hint="use safetensors weights, or pass allow_pickle=True",
+                    file=path,
+                    hint="use safetensors weights, or pass allow_pickle=True",
                 )
             found = _read_pickle(path)
         else:
@@ -310,7 +311,8 @@ def load_weights(
         for key, entry in found.items():
             if key in entries:
                 raise CheckpointError(
-                    f"tensor {key} appears in both {entries[key].file} and {path}", file=path,
+                    f"tensor {key} appears in both {entries[key].file} and {path}",
+                    file=path,
                     hint="the shards of this checkpoint are inconsistent; download it again",
                 )
             entries[key] = entry
@@ -321,12 +323,19 @@ def load_weights(
         message = _mismatch_message(model, plan)
         if strict:
             raise WeightsMismatchError(
-                message, file=where, missing=plan.missing, unexpected=plan.unexpected, mismatched=plan.mismatched,
+                message,
+                file=where,
+                missing=plan.missing,
+                unexpected=plan.unexpected,
+                mismatched=plan.mismatched,
                 hint="check that config.json matches this architecture; pass strict=False to initialise the "
                 "missing tensors and skip the others",
             )
-        warnings.warn(message + "\nmissing and wrongly shaped tensors were initialised; unexpected ones skipped",
-                      WeightsMismatchWarning, stacklevel=2)
+        warnings.warn(
+            message + "\nmissing and wrongly shaped tensors were initialised; unexpected ones skipped",
+            WeightsMismatchWarning,
+            stacklevel=2,
+        )
 
     bad_shape = {name for name, _, _ in plan.mismatched}
     init_buffers(model, target_device, dtype)
@@ -413,7 +422,7 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
             if not name.startswith(dot):
                 ignored.append(key)  # a head's tensor; the trunk alone was asked for
                 continue
-            name = name[len(dot):]
+            name = name[len(dot) :]
         if name in non_persistent or any(p.search(key) for p in skip_unexpected):
             ignored.append(key)
         elif name in shapes and name not in mapped:
@@ -444,12 +453,13 @@ def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
     parts = [
         f"checkpoint weights do not match {type(model).__name__}: {len(plan.missing)} missing, "
         f"{len(plan.unexpected)} unexpected, {len(plan.mismatched)} with the wrong shape",
-        *listing("missing (in the model, not in the checkpoint)",
-                 [f"{k} {list(plan.shapes[k])}" for k in plan.missing]),
-        *listing("unexpected (in the checkpoint, not in the model)",
-                 [f"{k} {list(plan.entries[k].shape)} ({plan.entries[k].file.name})" for k in plan.unexpected]),
+        *listing(
+            "missing (in the model, not in the checkpoint)", [f"{k} {list(plan.shapes[k])}" for k in plan.missing]
+        ),
+        *listing(
+            "unexpected (in the checkpoint, not in the model)",
+            [f"{k} {list(plan.entries[k].shape)} ({plan.entries[k].file.name})" for k in plan.unexpected],
+        ),
         *listing("wrong shape", [f"{k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in plan.mismatched]),
     ]
     return "\n".join(parts)
-
-

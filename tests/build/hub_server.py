@@ -23,14 +23,15 @@ import-time constants), uses a fresh HF cache under ``tmp_path`` (``HF_HOME``,
 ``HF_HUB_CACHE``), clears offline/token variables, and disables telemetry so that the
 client sends nothing but file requests.
 """
+
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator, Mapping
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -66,11 +67,10 @@ class FakeHub:
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # --- lifecycle ---
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         self._thread.start()
         return self
 
@@ -207,8 +207,14 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                "HF_OIDC_RESOURCE", "HUGGINGFACE_HUB_CACHE"):
+    for var in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_OIDC_RESOURCE",
+        "HUGGINGFACE_HUB_CACHE",
+    ):
         monkeypatch.delenv(var, raising=False)
     # huggingface_hub reads these once, at import: point them at the fake Hub and the temporary cache.
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)

@@ -1,17 +1,18 @@
 """factory.build: every resolution branch, custom registrations, rules, provenance, errors."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 import factory
+from factory.build.resolve import UntrustedCodeWarning
 from factory.errors import (
     CheckpointError,
     ConfigError,
@@ -20,9 +21,8 @@ from factory.errors import (
     UnknownCheckpointError,
     UnknownTaskError,
 )
-from factory.build.resolve import UntrustedCodeWarning
 
-TOY_MODULE = '''
+TOY_MODULE = """
 import torch
 from torch import nn
 from factory.models.configuration import Config
@@ -54,9 +54,9 @@ class ToyModel(nn.Module):
 
 class Toy2Model(ToyModel):
     config_class = Toy2Config
-'''
+"""
 
-TOY_YAML = '''
+TOY_YAML = """
 schema_version: 1
 kind: architecture
 architecture: toy
@@ -68,9 +68,9 @@ rules:
   - when: {has_key: layer_types}
     dispatch_as: toy2
     reason: toy2 checkpoints say model_type toy
-'''
+"""
 
-TOY2_YAML = '''
+TOY2_YAML = """
 schema_version: 1
 kind: architecture
 architecture: toy2
@@ -79,7 +79,7 @@ tasks:
   model:
     target: toy_models:Toy2Model
     deprecated: {since: "0.1", remove_in: "9.0", replacement: toy}
-'''
+"""
 
 
 @pytest.fixture()
@@ -142,7 +142,9 @@ def test_dtype_from_argument_and_config(toy, tmp_path):
     _save_toy(tmp_path / "ckpt", {"model_type": "toy", "torch_dtype": "bfloat16"})
     assert factory.build("model", tmp_path / "ckpt", registry=toy).proj.weight.dtype == torch.bfloat16
     assert factory.build("model", tmp_path / "ckpt", registry=toy, dtype="float64").proj.weight.dtype == torch.float64
-    assert factory.build("model", tmp_path / "ckpt", registry=toy, dtype=torch.float16).proj.weight.dtype == torch.float16
+    assert (
+        factory.build("model", tmp_path / "ckpt", registry=toy, dtype=torch.float16).proj.weight.dtype == torch.float16
+    )
     with pytest.raises(ConfigError, match="dtype .float7. is not a floating-point torch dtype"):
         factory.build("model", tmp_path / "ckpt", registry=toy, dtype="float7")
 
@@ -150,8 +152,9 @@ def test_dtype_from_argument_and_config(toy, tmp_path):
 def test_dispatch_rule_applied_and_deprecation_warned(toy, tmp_path):
     import toy_models
 
-    _save_toy(tmp_path / "ckpt", {"model_type": "toy", "layer_types": ["full"]},
-              toy_models.Toy2Model(toy_models.Toy2Config()))
+    _save_toy(
+        tmp_path / "ckpt", {"model_type": "toy", "layer_types": ["full"]}, toy_models.Toy2Model(toy_models.Toy2Config())
+    )
     with pytest.warns(FutureWarning, match=r"deprecated since 0.1 and will be removed in 9.0; use toy"):
         model = factory.build("model", tmp_path / "ckpt", registry=toy)
     assert type(model).__name__ == "Toy2Model"
@@ -185,7 +188,8 @@ def test_named_checkpoint_path_with_sha256(toy, tmp_path):
     digest = sha256_file(tmp_path / "ckpt" / "model.safetensors")
     reg = tmp_path / "registry2"
     reg.mkdir()
-    (reg / "ckpts.yaml").write_text(textwrap.dedent(f"""
+    (reg / "ckpts.yaml").write_text(
+        textwrap.dedent(f"""
         schema_version: 1
         kind: checkpoints
         checkpoints:
@@ -195,8 +199,9 @@ def test_named_checkpoint_path_with_sha256(toy, tmp_path):
             sha256: {{model.safetensors: {digest}}}
           bad:
             path: ../ckpt
-            sha256: {{model.safetensors: "{'0' * 64}"}}
-    """))
+            sha256: {{model.safetensors: "{"0" * 64}"}}
+    """)
+    )
     table = factory.load_registry(paths=[tmp_path / "registry", reg], packs=False)
     model = factory.build("model", "good", registry=table)
     assert model.factory_provenance["source"] == "checkpoint"
@@ -216,13 +221,15 @@ def test_named_checkpoint_in_installed_distribution(toy, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     reg = tmp_path / "registry3"
     reg.mkdir()
-    (reg / "c.yaml").write_text(textwrap.dedent("""
+    (reg / "c.yaml").write_text(
+        textwrap.dedent("""
         schema_version: 1
         kind: checkpoints
         checkpoints:
           packaged: {package: {distribution: toy-weights, path: toy_weights/model}}
           missing: {package: {distribution: no-such-dist, path: x}}
-    """))
+    """)
+    )
     table = factory.load_registry(paths=[tmp_path / "registry", reg], packs=False)
     assert type(factory.build("model", "packaged", registry=table)).__name__ == "ToyModel"
     with pytest.raises(CheckpointError, match="pip install --no-deps no-such-dist"):
@@ -265,24 +272,33 @@ def test_explain_does_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    out = subprocess.run([sys.executable, "-m", "factory", "explain", "text-generation", "gpt2"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "factory", "explain", "text-generation", "gpt2"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "causal-lm / gpt2 -> factory.models.gpt2:GPT2LMHeadModel" in out
     assert "registry.d/models/gpt2.yaml:" in out
 
 
 def test_cli_build(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "factory", "build", "model", "gpt2", "--dtype", "float16"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "factory", "build", "model", "gpt2", "--dtype", "float16"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "factory.models.gpt2.GPT2Model" in out and "torch.float16" in out and "parameters:" in out
-    bad = subprocess.run([sys.executable, "-m", "factory", "build", "model", "no-such-thing"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "factory", "build", "model", "no-such-thing"], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "cannot resolve 'no-such-thing'" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 
 # --- the Hub branch, end to end through factory.build ------------------------------
-from tests.build.hub_server import FakeHub  # noqa: E402
+from tests.build.hub_server import FakeHub
 
 
 @pytest.fixture(scope="module")
@@ -322,12 +338,14 @@ def test_hub_pinned_revision_and_named_checkpoint(fake_hub: FakeHub, hf_gpt2_dir
     commit = fake_hub.add_commit("org/tiny-gpt2", directory)
     reg = tmp_path / "reg"
     reg.mkdir()
-    (reg / "c.yaml").write_text(textwrap.dedent(f"""
+    (reg / "c.yaml").write_text(
+        textwrap.dedent(f"""
         schema_version: 1
         kind: checkpoints
         checkpoints:
           tiny-gpt2: {{hub: {{repo: org/tiny-gpt2, revision: {commit}}}, architecture: gpt2}}
-    """))
+    """)
+    )
     table = factory.load_registry(paths=[reg])
     model = factory.build("causal-lm", "tiny-gpt2", registry=table)
     assert model.factory_provenance["commit"] == commit

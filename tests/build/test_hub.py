@@ -1,4 +1,5 @@
 """factory.hub: downloads through the real huggingface_hub client from a fake Hub on loopback."""
+
 from __future__ import annotations
 
 import json
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.build.hub_server import FakeHub
 from safetensors.torch import save as safetensors_bytes
 
-from factory.errors import CheckpointError, HubError, PickleRefusedError
 from factory.build.hub import download, looks_like_repo_id
+from factory.errors import CheckpointError, HubError, PickleRefusedError
+from tests.build.hub_server import FakeHub
 
 REPO = "acme/tiny"
 CONFIG = json.dumps({"model_type": "tiny", "hidden_size": 4})
@@ -21,8 +22,10 @@ def weights(**tensors: torch.Tensor) -> bytes:
 
 
 def sharded_files() -> dict[str, bytes | str]:
-    index = {"metadata": {"total_size": 40},
-             "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    index = {
+        "metadata": {"total_size": 40},
+        "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"},
+    }
     return {
         "config.json": CONFIG,
         "model.safetensors.index.json": json.dumps(index),
@@ -34,10 +37,17 @@ def sharded_files() -> dict[str, bytes | str]:
 
 
 def test_model_download_fetches_only_config_and_weights(fake_hub: FakeHub, tmp_path: Path):
-    commit = fake_hub.add_commit(REPO, {
-        "config.json": CONFIG, "model.safetensors": weights(), "README.md": "# tiny",
-        "tokenizer.json": "{}", "pytorch_model.bin": b"pickle", "consolidated.safetensors": weights(),
-    })
+    commit = fake_hub.add_commit(
+        REPO,
+        {
+            "config.json": CONFIG,
+            "model.safetensors": weights(),
+            "README.md": "# tiny",
+            "tokenizer.json": "{}",
+            "pytorch_model.bin": b"pickle",
+            "consolidated.safetensors": weights(),
+        },
+    )
     snap = download(REPO)
     assert fake_hub.fetched() == ["config.json", "model.safetensors"]
     assert snap.commit == commit and snap.revision == "main" and snap.repo_id == REPO
@@ -50,10 +60,14 @@ def test_model_download_fetches_only_config_and_weights(fake_hub: FakeHub, tmp_p
 def test_sharded_download_fetches_index_and_named_shards(fake_hub: FakeHub):
     fake_hub.add_commit(REPO, sharded_files())
     snap = download(REPO)
-    assert sorted(fake_hub.fetched()) == sorted([
-        "config.json", "model.safetensors.index.json",
-        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-    ])
+    assert sorted(fake_hub.fetched()) == sorted(
+        [
+            "config.json",
+            "model.safetensors.index.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ]
+    )
     probed = [(r.method, r.filename) for r in fake_hub.requests if r.filename == "model.safetensors"]
     assert probed == [("HEAD", "model.safetensors")]  # asked once, found absent, never downloaded
     assert (snap.path / "model-00002-of-00002.safetensors").is_file()
@@ -72,8 +86,9 @@ def test_index_naming_a_missing_shard_is_a_checkpoint_error(fake_hub: FakeHub):
 
 
 def test_pinned_commit_and_branch(fake_hub: FakeHub):
-    old = fake_hub.add_commit(REPO, {"config.json": '{"model_type": "tiny", "hidden_size": 2}',
-                                     "model.safetensors": weights()})
+    old = fake_hub.add_commit(
+        REPO, {"config.json": '{"model_type": "tiny", "hidden_size": 2}', "model.safetensors": weights()}
+    )
     new = fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights()})
     pinned = download(REPO, revision=old)
     assert pinned.commit == old and pinned.revision == old
@@ -101,7 +116,9 @@ def test_offline_resolves_from_populated_cache_without_any_request(fake_hub: Fak
 def test_offline_with_empty_cache_is_a_hub_error(fake_hub: FakeHub, monkeypatch):
     fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights()})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubError, match=r"config.json of Hub repository 'acme/tiny'.*not in the HF cache.*HF_HUB_OFFLINE"):
+    with pytest.raises(
+        HubError, match=r"config.json of Hub repository 'acme/tiny'.*not in the HF cache.*HF_HUB_OFFLINE"
+    ):
         download(REPO)
     assert fake_hub.requests == []
 
@@ -180,10 +197,17 @@ def test_config_kind_fetches_only_config(fake_hub: FakeHub):
 
 
 def test_component_kind_fetches_preprocessing_files_not_weights(fake_hub: FakeHub):
-    fake_hub.add_commit(REPO, {
-        "config.json": CONFIG, "model.safetensors": weights(), "tokenizer.json": '{"model": {}}',
-        "tokenizer_config.json": '{"do_lower_case": true}', "vocab.txt": "a\nb\n", "notes.txt": "x",
-    })
+    fake_hub.add_commit(
+        REPO,
+        {
+            "config.json": CONFIG,
+            "model.safetensors": weights(),
+            "tokenizer.json": '{"model": {}}',
+            "tokenizer_config.json": '{"do_lower_case": true}',
+            "vocab.txt": "a\nb\n",
+            "notes.txt": "x",
+        },
+    )
     snap = download(REPO, kind="component")
     assert sorted(fake_hub.fetched()) == ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
     assert (snap.path / "vocab.txt").read_text() == "a\nb\n"
@@ -201,15 +225,15 @@ def test_component_repo_with_nothing_useful(fake_hub: FakeHub):
 
 
 def test_extra_files_fetched_when_present(fake_hub: FakeHub):
-    fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights(),
-                               "generation_config.json": "{}"})
+    fake_hub.add_commit(REPO, {"config.json": CONFIG, "model.safetensors": weights(), "generation_config.json": "{}"})
     snap = download(REPO, extra_files=["generation_config.json", "absent.json"])
     assert snap.files == ("config.json", "model.safetensors", "generation_config.json")
 
 
 def test_subfolder(fake_hub: FakeHub):
-    commit = fake_hub.add_commit(REPO, {"sub/config.json": CONFIG, "sub/model.safetensors": weights(),
-                                        "model.safetensors": weights()})
+    commit = fake_hub.add_commit(
+        REPO, {"sub/config.json": CONFIG, "sub/model.safetensors": weights(), "model.safetensors": weights()}
+    )
     snap = download(REPO, subfolder="sub")
     assert snap.commit == commit and snap.path.name == "sub" and snap.path.parent.name == commit
     assert fake_hub.fetched() == ["sub/config.json", "sub/model.safetensors"]
@@ -234,12 +258,23 @@ def test_downloaded_weights_load(fake_hub: FakeHub):
     fake_hub.add_commit(REPO, sharded_files())
     snap = download(REPO)
     assert [p.name for p in find_weight_files(snap.path)] == [
-        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("acme/tiny", True), ("gpt2", True), ("./local", False), ("/abs/path", False),
-    ("a/b/c", False), ("bad name", False), ("", False), ("~/ckpt", False),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("acme/tiny", True),
+        ("gpt2", True),
+        ("./local", False),
+        ("/abs/path", False),
+        ("a/b/c", False),
+        ("bad name", False),
+        ("", False),
+        ("~/ckpt", False),
+    ],
+)
 def test_looks_like_repo_id(name, expected):
     assert looks_like_repo_id(name) is expected

@@ -26,7 +26,10 @@ LLAMA_405B = {
     "rms_norm_eps": 1e-5,
     "rope_theta": 500000.0,
     "rope_scaling": {
-        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
         "original_max_position_embeddings": 8192,
     },
     "torch_dtype": "bfloat16",
@@ -41,8 +44,9 @@ def rss() -> int:
 @pytest.mark.parametrize("vocab_size", [LLAMA_405B["vocab_size"], 1 << 27], ids=["405B", "embedding-4TiB"])
 def test_405b_shaped_meta_build_allocates_nothing(vocab_size: int):
     before = rss()
-    model = factory.build("causal-lm", "llama", weights=False, device="meta",
-                          config_overrides={**LLAMA_405B, "vocab_size": vocab_size})
+    model = factory.build(
+        "causal-lm", "llama", weights=False, device="meta", config_overrides={**LLAMA_405B, "vocab_size": vocab_size}
+    )
     grown = rss() - before
     assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
     params = sum(p.numel() for p in model.parameters())
@@ -52,9 +56,14 @@ def test_405b_shaped_meta_build_allocates_nothing(vocab_size: int):
 
 
 def test_meta_construction_then_reset_buffers_equals_eager_construction():
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, rope_scaling={"rope_type": "yarn", "factor": 4.0,
-                                                              "original_max_position_embeddings": 32})
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+    )
     model = empty_model(LlamaForCausalLM, config)
     rotary = model.model.rotary_emb
     assert rotary.inv_freq.is_meta
@@ -67,8 +76,11 @@ def test_meta_construction_then_reset_buffers_equals_eager_construction():
 
 def test_too_big_to_fit_is_refused_before_anything_is_allocated():
     before = rss()
-    with pytest.raises(ModelTooLargeError, match=r"LlamaForCausalLM \(405.9B parameters\) needs 756.0 GiB, more "
-                                                 r"than the .* of available RAM; nothing was allocated") as err:
+    with pytest.raises(
+        ModelTooLargeError,
+        match=r"LlamaForCausalLM \(405.9B parameters\) needs 756.0 GiB, more "
+        r"than the .* of available RAM; nothing was allocated",
+    ) as err:
         factory.build("causal-lm", "llama", weights=False, config_overrides=LLAMA_405B)
     assert rss() - before < 64 * 2**20
     hint = err.value.hint
@@ -78,23 +90,44 @@ def test_too_big_to_fit_is_refused_before_anything_is_allocated():
 def test_checkpoint_too_big_for_ram_is_refused_before_reading(tmp_path: Path, monkeypatch):
     from factory.build import meta, weights
 
-    model = factory.build("causal-lm", "llama", weights=False, config_overrides={
-        "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-        "num_attention_heads": 4})
+    model = factory.build(
+        "causal-lm",
+        "llama",
+        weights=False,
+        config_overrides={
+            "vocab_size": 64,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+        },
+    )
     factory.save(model, tmp_path / "ckpt")
     monkeypatch.setattr(meta, "available_memory", lambda device: 1000)
     monkeypatch.setattr(weights, "load_weights", lambda *a, **k: pytest.fail("read before the size check"))
-    with pytest.raises(ModelTooLargeError, match=r"LlamaForCausalLM from .*ckpt in float32 needs .* more than the "
-                                                 r"1000 B of available RAM"):
+    with pytest.raises(
+        ModelTooLargeError,
+        match=r"LlamaForCausalLM from .*ckpt in float32 needs .* more than the "
+        r"1000 B of available RAM",
+    ):
         factory.build("causal-lm", tmp_path / "ckpt")
 
 
 def test_checkpoint_onto_meta_reads_no_tensor(tmp_path: Path, monkeypatch):
     from factory.build.weights import _Reader
 
-    model = factory.build("causal-lm", "llama", weights=False, config_overrides={
-        "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-        "num_attention_heads": 4})
+    model = factory.build(
+        "causal-lm",
+        "llama",
+        weights=False,
+        config_overrides={
+            "vocab_size": 64,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+        },
+    )
     factory.save(model, tmp_path / "ckpt")
     monkeypatch.setattr(_Reader, "_read", lambda self, entry: pytest.fail(f"read {entry.key}"))
     monkeypatch.setattr(_Reader, "_map", lambda self, path: pytest.fail(f"mapped {path}"))

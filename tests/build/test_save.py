@@ -1,4 +1,5 @@
 """factory.save: config.json + safetensors (sharded with an index), written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,13 @@ import pytest
 import safetensors.torch
 import torch
 from safetensors import safe_open
-from tests.build.test_weights import TinyConfig, TinyLM, assert_same_state
 
 from factory.build import saving as save_module
-from factory.errors import SaveError
-from factory.build.saving import save
 from factory.build.meta import empty_model, fresh_model
+from factory.build.saving import save
 from factory.build.weights import find_weight_files, load_weights
+from factory.errors import SaveError
+from tests.build.test_weights import TinyConfig, TinyLM, assert_same_state
 
 
 @pytest.fixture
@@ -95,7 +96,8 @@ def test_bad_shard_size(tmp_path: Path, model: TinyLM):
     assert list(tmp_path.iterdir()) == []
 
 
-def failing_after_first_file(monkeypatch, exc: BaseException = OSError("disk full")):
+def failing_after_first_file(monkeypatch, exc: BaseException | None = None):
+    exc = exc if exc is not None else OSError("disk full")
     real = safetensors.torch.save_file
     calls = []
 
@@ -226,7 +228,11 @@ def test_component_save_is_delegated_and_keeps_the_model(tmp_path: Path, model: 
     save(Component(), target)
     save(PretrainedComponent(), target)
     assert sorted(p.name for p in target.iterdir()) == [
-        "config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"]
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "tokenizer.json",
+    ]
 
 
 def test_failing_component_save_is_atomic(tmp_path: Path):

@@ -1,29 +1,31 @@
 """Building transformers-pack entries: every seed-page task through ``factory.build``,
 compared with the transformers Auto class on the same tiny checkpoint; components;
 the security options; and the error when transformers is missing."""
+
 from __future__ import annotations
 
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
-import factory  # noqa: E402
+import factory
 from factory.build import transformers_builder as hf_builder
-from factory.registry import loader, sources  # noqa: E402
-from factory.errors import (  # noqa: E402
+from factory.errors import (
     CheckpointError,
     MissingDependencyError,
     PickleRefusedError,
     WeightsMismatchError,
 )
+from factory.registry import sources
 
 T = transformers
 ATOL = 1e-5
@@ -32,14 +34,35 @@ PACK_DIR = sources.builtin_dir() / "packs" / "transformers"
 #: A table of the task table plus the pack alone, so native registrations never take over these tests.
 PACK_TABLE_PATHS = [sources.builtin_dir() / "tasks.yaml", PACK_DIR]
 
-TEXT = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-            max_position_embeddings=64)
-VISION = dict(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-              intermediate_size=37)
-WAV2VEC2 = dict(vocab_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                conv_dim=(8, 8), conv_kernel=(8, 8), conv_stride=(4, 4), num_conv_pos_embeddings=16,
-                num_conv_pos_embedding_groups=2, num_labels=3, classifier_proj_size=16,
-                tdnn_dim=(8, 8), tdnn_kernel=(3, 1), tdnn_dilation=(1, 1), xvector_output_dim=8)
+TEXT = dict(
+    vocab_size=V,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
+VISION = dict(
+    image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
+)
+WAV2VEC2 = dict(
+    vocab_size=32,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    conv_dim=(8, 8),
+    conv_kernel=(8, 8),
+    conv_stride=(4, 4),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    num_labels=3,
+    classifier_proj_size=16,
+    tdnn_dim=(8, 8),
+    tdnn_kernel=(3, 1),
+    tdnn_dilation=(1, 1),
+    xvector_output_dim=8,
+)
 
 
 def ids(*shape: int) -> torch.Tensor:
@@ -77,20 +100,42 @@ CLIP_TEXT = {**TEXT, "max_position_embeddings": 16, "pad_token_id": 0, "bos_toke
 
 
 def detr_config() -> Any:
-    backbone = T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1],
-                              out_features=["stage1", "stage2", "stage3", "stage4"])
+    backbone = T.ResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8, 8, 16, 16],
+        depths=[1, 1, 1, 1],
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
     return T.DetrConfig(
-        use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, d_model=32,
-        encoder_layers=1, decoder_layers=1, encoder_attention_heads=8, decoder_attention_heads=8,
-        encoder_ffn_dim=37, decoder_ffn_dim=37, num_queries=3, num_labels=3)
+        use_timm_backbone=False,
+        use_pretrained_backbone=False,
+        backbone_config=backbone,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        num_queries=3,
+        num_labels=3,
+    )
 
 
 def llava_config() -> Any:
     vision = T.CLIPVisionConfig(**VISION)
-    text = T.LlamaConfig(vocab_size=V + 1, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return T.LlavaConfig(vision_config=vision, text_config=text, image_token_id=V, projection_dim=32,
-                         vision_feature_layer=-1)
+    text = T.LlamaConfig(
+        vocab_size=V + 1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return T.LlavaConfig(
+        vision_config=vision, text_config=text, image_token_id=V, projection_dim=32, vision_feature_layer=-1
+    )
 
 
 def llava_inputs() -> dict[str, Any]:
@@ -103,106 +148,322 @@ SPECS = [
     # generic and nlp
     Spec("model", "roberta", lambda: T.RobertaConfig(**TEXT), text_inputs),
     Spec("pretraining", "albert", lambda: T.AlbertConfig(embedding_size=16, **TEXT), text_inputs),
-    Spec("causal-lm", "llama", lambda: T.LlamaConfig(
-        vocab_size=V, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64), text_inputs),
-    Spec("masked-lm", "distilbert", lambda: T.DistilBertConfig(
-        vocab_size=V, dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64), text_inputs),
-    Spec("seq2seq-lm", "bart", lambda: T.BartConfig(
-        vocab_size=V, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64),
-        lambda: {**text_inputs(), "decoder_input_ids": ids(2, 4)}),
-    Spec("sequence-classification", "electra", lambda: T.ElectraConfig(embedding_size=16, num_labels=3, **TEXT),
-         text_inputs),
+    Spec(
+        "causal-lm",
+        "llama",
+        lambda: T.LlamaConfig(
+            vocab_size=V,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        ),
+        text_inputs,
+    ),
+    Spec(
+        "masked-lm",
+        "distilbert",
+        lambda: T.DistilBertConfig(
+            vocab_size=V, dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64
+        ),
+        text_inputs,
+    ),
+    Spec(
+        "seq2seq-lm",
+        "bart",
+        lambda: T.BartConfig(
+            vocab_size=V,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            max_position_embeddings=64,
+        ),
+        lambda: {**text_inputs(), "decoder_input_ids": ids(2, 4)},
+    ),
+    Spec(
+        "sequence-classification",
+        "electra",
+        lambda: T.ElectraConfig(embedding_size=16, num_labels=3, **TEXT),
+        text_inputs,
+    ),
     Spec("multiple-choice", "roberta", lambda: T.RobertaConfig(**TEXT), lambda: {"input_ids": ids(2, 3, 7)}),
-    Spec("next-sentence-prediction", "ernie", lambda: T.ErnieConfig(**TEXT),
-         lambda: {**text_inputs(), "token_type_ids": torch.tensor([[0] * 4 + [1] * 3] * 2)}),
-    Spec("token-classification", "distilbert", lambda: T.DistilBertConfig(
-        vocab_size=V, dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64, num_labels=5),
-        text_inputs),
+    Spec(
+        "next-sentence-prediction",
+        "ernie",
+        lambda: T.ErnieConfig(**TEXT),
+        lambda: {**text_inputs(), "token_type_ids": torch.tensor([[0] * 4 + [1] * 3] * 2)},
+    ),
+    Spec(
+        "token-classification",
+        "distilbert",
+        lambda: T.DistilBertConfig(
+            vocab_size=V, dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64, num_labels=5
+        ),
+        text_inputs,
+    ),
     Spec("question-answering", "albert", lambda: T.AlbertConfig(embedding_size=16, **TEXT), text_inputs),
-    Spec("text-encoding", "t5", lambda: T.T5Config(
-        vocab_size=V, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4), text_inputs),
-    Spec("mask-generation", "sam", lambda: T.SamConfig(
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=64, patch_size=16,
-                           output_channels=32, mlp_dim=37, global_attn_indexes=[1], window_size=2, num_pos_feats=16),
-        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
-                                 iou_head_hidden_dim=16)),
-        lambda: {**pixels(64), "input_points": torch.tensor([[[[10.0, 20.0]]]])}),
+    Spec(
+        "text-encoding",
+        "t5",
+        lambda: T.T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4),
+        text_inputs,
+    ),
+    Spec(
+        "mask-generation",
+        "sam",
+        lambda: T.SamConfig(
+            vision_config=dict(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=64,
+                patch_size=16,
+                output_channels=32,
+                mlp_dim=37,
+                global_attn_indexes=[1],
+                window_size=2,
+                num_pos_feats=16,
+            ),
+            prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4),
+            mask_decoder_config=dict(
+                hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32, iou_head_hidden_dim=16
+            ),
+        ),
+        lambda: {**pixels(64), "input_points": torch.tensor([[[[10.0, 20.0]]]])},
+    ),
     # vision
-    Spec("depth-estimation", "glpn", lambda: T.GLPNConfig(
-        num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 8, 16, 16],
-        num_attention_heads=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2], decoder_hidden_size=8), lambda: pixels(64)),
+    Spec(
+        "depth-estimation",
+        "glpn",
+        lambda: T.GLPNConfig(
+            num_encoder_blocks=4,
+            depths=[1, 1, 1, 1],
+            sr_ratios=[8, 4, 2, 1],
+            hidden_sizes=[8, 8, 16, 16],
+            num_attention_heads=[1, 1, 1, 1],
+            mlp_ratios=[2, 2, 2, 2],
+            decoder_hidden_size=8,
+        ),
+        lambda: pixels(64),
+    ),
     Spec("image-classification", "vit", lambda: T.ViTConfig(num_labels=3, **VISION), pixels),
-    Spec("video-classification", "videomae", lambda: T.VideoMAEConfig(
-        num_frames=2, tubelet_size=2, num_labels=3, **VISION), lambda: {"pixel_values": rand(1, 2, 3, 32, 32)}),
-    Spec("masked-image-modeling", "vit", lambda: T.ViTConfig(encoder_stride=16, **VISION),
-         lambda: {**pixels(), "bool_masked_pos": torch.tensor([[True, False, False, True]])}),
-    Spec("object-detection", "yolos", lambda: T.YolosConfig(
-        num_detection_tokens=3, num_labels=3, **{**VISION, "image_size": [32, 32]}), pixels),
+    Spec(
+        "video-classification",
+        "videomae",
+        lambda: T.VideoMAEConfig(num_frames=2, tubelet_size=2, num_labels=3, **VISION),
+        lambda: {"pixel_values": rand(1, 2, 3, 32, 32)},
+    ),
+    Spec(
+        "masked-image-modeling",
+        "vit",
+        lambda: T.ViTConfig(encoder_stride=16, **VISION),
+        lambda: {**pixels(), "bool_masked_pos": torch.tensor([[True, False, False, True]])},
+    ),
+    Spec(
+        "object-detection",
+        "yolos",
+        lambda: T.YolosConfig(num_detection_tokens=3, num_labels=3, **{**VISION, "image_size": [32, 32]}),
+        pixels,
+    ),
     Spec("image-segmentation", "detr", detr_config, lambda: pixels(64)),
-    Spec("image-to-image", "swin2sr", lambda: T.Swin2SRConfig(
-        image_size=16, patch_size=1, embed_dim=16, depths=[1], num_heads=[2], window_size=4, upscale=2),
-        lambda: pixels(16)),
-    Spec("semantic-segmentation", "segformer", lambda: T.SegformerConfig(
-        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 1],
-        patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2], decoder_hidden_size=16, num_labels=3), pixels),
-    Spec("instance-segmentation", "rf_detr", lambda: T.RfDetrConfig(
-        backbone_config=dict(model_type="rf_detr_dinov2", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             mlp_ratio=2, image_size=64, patch_size=8, out_features=["stage1", "stage2"],
-                             num_windows=2, window_block_indexes=[0]),
-        d_model=32, decoder_ffn_dim=37, decoder_layers=1, decoder_self_attention_heads=2,
-        decoder_cross_attention_heads=2, num_queries=3, group_detr=1, intermediate_size=37, num_labels=3),
-        lambda: pixels(64)),
+    Spec(
+        "image-to-image",
+        "swin2sr",
+        lambda: T.Swin2SRConfig(
+            image_size=16, patch_size=1, embed_dim=16, depths=[1], num_heads=[2], window_size=4, upscale=2
+        ),
+        lambda: pixels(16),
+    ),
+    Spec(
+        "semantic-segmentation",
+        "segformer",
+        lambda: T.SegformerConfig(
+            num_encoder_blocks=2,
+            depths=[1, 1],
+            sr_ratios=[2, 1],
+            hidden_sizes=[8, 16],
+            num_attention_heads=[1, 1],
+            patch_sizes=[7, 3],
+            strides=[4, 2],
+            mlp_ratios=[2, 2],
+            decoder_hidden_size=16,
+            num_labels=3,
+        ),
+        pixels,
+    ),
+    Spec(
+        "instance-segmentation",
+        "rf_detr",
+        lambda: T.RfDetrConfig(
+            backbone_config=dict(
+                model_type="rf_detr_dinov2",
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                mlp_ratio=2,
+                image_size=64,
+                patch_size=8,
+                out_features=["stage1", "stage2"],
+                num_windows=2,
+                window_block_indexes=[0],
+            ),
+            d_model=32,
+            decoder_ffn_dim=37,
+            decoder_layers=1,
+            decoder_self_attention_heads=2,
+            decoder_cross_attention_heads=2,
+            num_queries=3,
+            group_detr=1,
+            intermediate_size=37,
+            num_labels=3,
+        ),
+        lambda: pixels(64),
+    ),
     Spec("universal-segmentation", "detr", detr_config, lambda: pixels(64)),
-    Spec("zero-shot-image-classification", "clip", lambda: T.CLIPConfig(
-        text_config=CLIP_TEXT, vision_config=VISION, projection_dim=16),
-        lambda: {**text_inputs(), **pixels()}),
-    Spec("zero-shot-object-detection", "owlvit", lambda: T.OwlViTConfig(
-        text_config=CLIP_TEXT, vision_config=VISION, projection_dim=32),
-        lambda: {**text_inputs(), **pixels()}),
+    Spec(
+        "zero-shot-image-classification",
+        "clip",
+        lambda: T.CLIPConfig(text_config=CLIP_TEXT, vision_config=VISION, projection_dim=16),
+        lambda: {**text_inputs(), **pixels()},
+    ),
+    Spec(
+        "zero-shot-object-detection",
+        "owlvit",
+        lambda: T.OwlViTConfig(text_config=CLIP_TEXT, vision_config=VISION, projection_dim=32),
+        lambda: {**text_inputs(), **pixels()},
+    ),
     # audio
-    Spec("audio-classification", "wav2vec2", lambda: T.Wav2Vec2Config(**WAV2VEC2),
-         lambda: {"input_values": rand(2, 400)}),
-    Spec("audio-frame-classification", "wav2vec2", lambda: T.Wav2Vec2Config(**WAV2VEC2),
-         lambda: {"input_values": rand(2, 400)}),
+    Spec(
+        "audio-classification", "wav2vec2", lambda: T.Wav2Vec2Config(**WAV2VEC2), lambda: {"input_values": rand(2, 400)}
+    ),
+    Spec(
+        "audio-frame-classification",
+        "wav2vec2",
+        lambda: T.Wav2Vec2Config(**WAV2VEC2),
+        lambda: {"input_values": rand(2, 400)},
+    ),
     Spec("ctc", "wav2vec2", lambda: T.Wav2Vec2Config(**WAV2VEC2), lambda: {"input_values": rand(2, 400)}),
     Spec("audio-xvector", "wav2vec2", lambda: T.Wav2Vec2Config(**WAV2VEC2), lambda: {"input_values": rand(2, 400)}),
-    Spec("speech-seq2seq", "whisper", lambda: T.WhisperConfig(
-        vocab_size=V, num_mel_bins=16, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_source_positions=8,
-        max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-        begin_suppress_tokens=None, suppress_tokens=None), lambda: {"input_features": rand(1, 16, 16), "decoder_input_ids": ids(1, 4)}),
-    Spec("text-to-spectrogram", "speecht5", lambda: T.SpeechT5Config(
-        vocab_size=V, hidden_size=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, num_mel_bins=8,
-        speech_decoder_prenet_units=16, speech_decoder_postnet_layers=1, speech_decoder_postnet_units=16,
-        speaker_embedding_dim=8, max_text_positions=64, max_speech_positions=64),
+    Spec(
+        "speech-seq2seq",
+        "whisper",
+        lambda: T.WhisperConfig(
+            vocab_size=V,
+            num_mel_bins=16,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            max_source_positions=8,
+            max_target_positions=16,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+            begin_suppress_tokens=None,
+            suppress_tokens=None,
+        ),
+        lambda: {"input_features": rand(1, 16, 16), "decoder_input_ids": ids(1, 4)},
+    ),
+    Spec(
+        "text-to-spectrogram",
+        "speecht5",
+        lambda: T.SpeechT5Config(
+            vocab_size=V,
+            hidden_size=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            num_mel_bins=8,
+            speech_decoder_prenet_units=16,
+            speech_decoder_postnet_layers=1,
+            speech_decoder_postnet_units=16,
+            speaker_embedding_dim=8,
+            max_text_positions=64,
+            max_speech_positions=64,
+        ),
         lambda: {"input_ids": ids(1, 7), "decoder_input_values": rand(1, 6, 8), "speaker_embeddings": rand(1, 8)},
-        seeded=True),
-    Spec("text-to-waveform", "vits", lambda: T.VitsConfig(
-        vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=16, flow_size=8,
-        spectrogram_bins=9, upsample_initial_channel=16, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4],
-        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], prior_encoder_num_flows=1,
-        prior_encoder_num_wavenet_layers=1, posterior_encoder_num_wavenet_layers=1,
-        duration_predictor_num_flows=1, duration_predictor_filter_channels=16, depth_separable_num_layers=1),
+        seeded=True,
+    ),
+    Spec(
+        "text-to-waveform",
+        "vits",
+        lambda: T.VitsConfig(
+            vocab_size=20,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            ffn_dim=16,
+            flow_size=8,
+            spectrogram_bins=9,
+            upsample_initial_channel=16,
+            upsample_rates=[2, 2],
+            upsample_kernel_sizes=[4, 4],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+            prior_encoder_num_flows=1,
+            prior_encoder_num_wavenet_layers=1,
+            posterior_encoder_num_wavenet_layers=1,
+            duration_predictor_num_flows=1,
+            duration_predictor_filter_channels=16,
+            depth_separable_num_layers=1,
+        ),
         lambda: {"input_ids": torch.randint(1, 19, (1, 6), generator=torch.Generator().manual_seed(3))},
-        seeded=True),
+        seeded=True,
+    ),
     # multimodal
-    Spec("table-question-answering", "tapas", lambda: T.TapasConfig(**TEXT),
-         lambda: {**text_inputs(), "token_type_ids": torch.zeros(2, 7, 7, dtype=torch.long)}),
-    Spec("document-question-answering", "layoutlm", lambda: T.LayoutLMConfig(max_2d_position_embeddings=128, **TEXT),
-         lambda: {**text_inputs(), "bbox": torch.tensor([[[1, 2, 30, 40]] * 7] * 2)}),
-    Spec("visual-question-answering", "vilt", lambda: T.ViltConfig(
-        num_labels=3, **{**VISION, "max_position_embeddings": 16, "vocab_size": V}),
-        lambda: {**text_inputs(), "pixel_values": rand(2, 3, 32, 32), "pixel_mask": torch.ones(2, 32, 32, dtype=torch.long)}),
+    Spec(
+        "table-question-answering",
+        "tapas",
+        lambda: T.TapasConfig(**TEXT),
+        lambda: {**text_inputs(), "token_type_ids": torch.zeros(2, 7, 7, dtype=torch.long)},
+    ),
+    Spec(
+        "document-question-answering",
+        "layoutlm",
+        lambda: T.LayoutLMConfig(max_2d_position_embeddings=128, **TEXT),
+        lambda: {**text_inputs(), "bbox": torch.tensor([[[1, 2, 30, 40]] * 7] * 2)},
+    ),
+    Spec(
+        "visual-question-answering",
+        "vilt",
+        lambda: T.ViltConfig(num_labels=3, **{**VISION, "max_position_embeddings": 16, "vocab_size": V}),
+        lambda: {
+            **text_inputs(),
+            "pixel_values": rand(2, 3, 32, 32),
+            "pixel_mask": torch.ones(2, 32, 32, dtype=torch.long),
+        },
+    ),
     Spec("image-text-to-text", "llava", llava_config, llava_inputs),
     # time series
-    Spec("time-series-prediction", "timesfm", lambda: T.TimesFmConfig(
-        patch_length=8, context_length=32, horizon_length=8, hidden_size=16, intermediate_size=16, head_dim=8,
-        num_hidden_layers=1, num_attention_heads=2, quantiles=[0.1, 0.5, 0.9]),
-        lambda: {"past_values": [rand(32), rand(24)], "freq": [0, 1]}),
+    Spec(
+        "time-series-prediction",
+        "timesfm",
+        lambda: T.TimesFmConfig(
+            patch_length=8,
+            context_length=32,
+            horizon_length=8,
+            hidden_size=16,
+            intermediate_size=16,
+            head_dim=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            quantiles=[0.1, 0.5, 0.9],
+        ),
+        lambda: {"past_values": [rand(32), rand(24)], "freq": [0, 1]},
+    ),
 ]
 
 
@@ -317,15 +578,17 @@ def test_weights_false_gives_fresh_model_of_checkpoint_config(roberta_dir, pack_
 
 
 def test_dtype_and_overrides(roberta_dir, pack_table):
-    model = factory.build("model", roberta_dir, registry=pack_table, dtype="bfloat16",
-                          config_overrides={"output_hidden_states": True})
+    model = factory.build(
+        "model", roberta_dir, registry=pack_table, dtype="bfloat16", config_overrides={"output_hidden_states": True}
+    )
     assert next(model.parameters()).dtype == torch.bfloat16
     assert model.config.output_hidden_states is True
 
 
 def test_config_component(roberta_dir, pack_table):
-    config = factory.build("config", roberta_dir, registry=pack_table,
-                           config_overrides={"num_labels": 4, "factory_extra": "kept"})
+    config = factory.build(
+        "config", roberta_dir, registry=pack_table, config_overrides={"num_labels": 4, "factory_extra": "kept"}
+    )
     assert type(config) is T.RobertaConfig
     assert config.num_labels == 4 and config.factory_extra == "kept" and config.hidden_size == 32
     default = factory.build("config", "roberta", registry=pack_table)
@@ -337,8 +600,14 @@ def test_architecture_config_class_like_the_auto_classes(pack_table, tmp_path):
     model_cls = hf_builder.import_target(pack_table.resolve("causal-lm", "internlm3"))
     config_cls = hf_builder.pack_config(pack_table, "internlm3")
     assert model_cls is T.LlamaForCausalLM and config_cls is T.InternLM3Config
-    tiny = dict(vocab_size=V, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
-                num_key_value_heads=2)
+    tiny = dict(
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     options = dict(weights=True, dtype=None, device=None, allow_pickle=False, strict=True)
     fresh = hf_builder.build_model(model_cls, None, config_overrides=tiny, config_cls=config_cls, **options)
     assert type(fresh.config) is T.InternLM3Config
@@ -443,8 +712,9 @@ def wav2vec2_processor_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("w2v2-proc")
     vocab = directory / "vocab-src.json"
     vocab.write_text(json.dumps({"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "A": 5, "B": 6}))
-    processor = T.Wav2Vec2Processor(feature_extractor=T.Wav2Vec2FeatureExtractor(),
-                                     tokenizer=T.Wav2Vec2CTCTokenizer(str(vocab)))
+    processor = T.Wav2Vec2Processor(
+        feature_extractor=T.Wav2Vec2FeatureExtractor(), tokenizer=T.Wav2Vec2CTCTokenizer(str(vocab))
+    )
     processor.save_pretrained(directory)
     T.Wav2Vec2Config(vocab_size=7).save_pretrained(directory)
     return directory
@@ -464,12 +734,15 @@ def test_feature_extractor_and_processor_components(wav2vec2_processor_dir, pack
     extractor = factory.build("feature-extractor", wav2vec2_processor_dir, registry=pack_table)
     reference = T.AutoFeatureExtractor.from_pretrained(wav2vec2_processor_dir)
     assert type(extractor) is type(reference) is T.Wav2Vec2FeatureExtractor
-    np.testing.assert_allclose(extractor(audio, sampling_rate=16000).input_values[0],
-                               reference(audio, sampling_rate=16000).input_values[0])
+    np.testing.assert_allclose(
+        extractor(audio, sampling_rate=16000).input_values[0], reference(audio, sampling_rate=16000).input_values[0]
+    )
     processor = factory.build("processor", wav2vec2_processor_dir, registry=pack_table)
     assert type(processor) is T.Wav2Vec2Processor
-    assert processor.tokenizer("AB").input_ids == T.AutoProcessor.from_pretrained(
-        wav2vec2_processor_dir).tokenizer("AB").input_ids
+    assert (
+        processor.tokenizer("AB").input_ids
+        == T.AutoProcessor.from_pretrained(wav2vec2_processor_dir).tokenizer("AB").input_ids
+    )
 
 
 def test_component_needs_files(pack_table):
@@ -492,8 +765,10 @@ def test_image_processor_component(pack_table, tmp_path):
     processor = factory.build("image-processor", tmp_path, registry=pack_table)
     reference = T.AutoImageProcessor.from_pretrained(tmp_path)
     image = (rand(3, 40, 48).abs() * 100).to(torch.uint8).permute(1, 2, 0).numpy()
-    torch.testing.assert_close(torch.as_tensor(processor(image, return_tensors="pt").pixel_values),
-                               torch.as_tensor(reference(image, return_tensors="pt").pixel_values))
+    torch.testing.assert_close(
+        torch.as_tensor(processor(image, return_tensors="pt").pixel_values),
+        torch.as_tensor(reference(image, return_tensors="pt").pixel_values),
+    )
 
 
 # --- without transformers ---------------------------------------------------------------
@@ -520,8 +795,16 @@ def test_building_without_transformers_says_what_to_install(no_transformers, rob
     with pytest.raises(MissingDependencyError, match="not installed"):
         factory.build("model", roberta_dir, registry=pack_table)
     with pytest.raises(MissingDependencyError, match="factory-registry\\[transformers\\]"):
-        hf_builder.build_model(object, roberta_dir, weights=True, dtype=None, device=None, config_overrides={},
-                               allow_pickle=False, strict=True)
+        hf_builder.build_model(
+            object,
+            roberta_dir,
+            weights=True,
+            dtype=None,
+            device=None,
+            config_overrides={},
+            allow_pickle=False,
+            strict=True,
+        )
 
 
 # --- bad inputs ----------------------------------------------------------------------
@@ -568,12 +851,16 @@ def test_missing_class_names_the_pack_version(pack_table, tmp_path):
 
     from factory.errors import TargetImportError
 
-    registration = replace(pack_table.resolve("model", "roberta"),
-                           target="transformers.models.roberta.modeling_roberta:RobertaRemovedModel")
+    registration = replace(
+        pack_table.resolve("model", "roberta"),
+        target="transformers.models.roberta.modeling_roberta:RobertaRemovedModel",
+    )
     with pytest.raises(TargetImportError, match="RobertaRemovedModel"):
         hf_builder.import_target(registration)
     old_pack = tmp_path / "roberta.yaml"
-    old_pack.write_text(Path(registration.provenance.file).read_text().replace("transformers==5.23.0", "transformers==4.0.0"))
+    old_pack.write_text(
+        Path(registration.provenance.file).read_text().replace("transformers==5.23.0", "transformers==4.0.0")
+    )
     registration = replace(registration, provenance=replace(registration.provenance, file=str(old_pack)))
     with pytest.raises(TargetImportError) as err:
         hf_builder.import_target(registration)

@@ -1,4 +1,5 @@
 """factory.weights: finding, validating and loading checkpoint files into meta-constructed models."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from factory.models.configuration import Config
-from factory.errors import CheckpointError, ConfigError, ModelTooLargeError, PickleRefusedError, WeightsMismatchError
 from factory.build.meta import ModelContractError, empty_model, fresh_model, init_buffers, model_bytes
 from factory.build.placement import resolve_dtype
 from factory.build.weights import WeightsMismatchWarning, find_weight_files, load_weights
+from factory.errors import CheckpointError, ConfigError, ModelTooLargeError, PickleRefusedError, WeightsMismatchError
+from factory.models.configuration import Config
 
 
 # --- a tiny model following the native model contract ------------------------------------------
@@ -125,8 +126,11 @@ def test_safetensors_preferred_over_pickle(ckpt: Path):
 def test_missing_shard_names_index_and_shard(tmp_path: Path, source: TinyLM):
     shards = write_sharded(tmp_path / "s", state_of(source))
     shards[1].unlink()
-    with pytest.raises(CheckpointError, match=r"model.safetensors.index.json: the index names shard "
-                                              r"model-00002-of-00002.safetensors, which is missing") as err:
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.safetensors.index.json: the index names shard "
+        r"model-00002-of-00002.safetensors, which is missing",
+    ) as err:
         find_weight_files(tmp_path / "s")
     assert err.value.file.endswith("model.safetensors.index.json")
     assert err.value.shard == "model-00002-of-00002.safetensors"
@@ -139,7 +143,7 @@ def test_index_not_json(tmp_path: Path):
     assert err.value.line == 2
 
 
-@pytest.mark.parametrize("content", ['{"metadata": {}}', '{"weight_map": {}}', '[1, 2]', '{"weight_map": {"a": 1}}'])
+@pytest.mark.parametrize("content", ['{"metadata": {}}', '{"weight_map": {}}', "[1, 2]", '{"weight_map": {"a": 1}}'])
 def test_index_without_weight_map(tmp_path: Path, content: str):
     (tmp_path / "model.safetensors.index.json").write_text(content)
     with pytest.raises(CheckpointError, match="no usable 'weight_map'"):
@@ -154,8 +158,11 @@ def test_index_shard_outside_directory_refused(tmp_path: Path):
 
 def test_no_weights_lists_what_was_looked_for(tmp_path: Path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match=r"no weights in this checkpoint directory: looked for model.safetensors, "
-                                              r"model.safetensors.index.json; found config.json") as err:
+    with pytest.raises(
+        CheckpointError,
+        match=r"no weights in this checkpoint directory: looked for model.safetensors, "
+        r"model.safetensors.index.json; found config.json",
+    ) as err:
         find_weight_files(tmp_path)
     assert "weights=False" in err.value.hint
 
@@ -176,7 +183,8 @@ def test_pickle_refused_by_default_and_allowed_on_request(tmp_path: Path):
 def test_pickle_index_allowed_on_request(tmp_path: Path):
     torch.save({"a": torch.ones(2)}, tmp_path / "pytorch_model-00001-of-00001.bin")
     (tmp_path / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"weight_map": {"a": "pytorch_model-00001-of-00001.bin"}}))
+        json.dumps({"weight_map": {"a": "pytorch_model-00001-of-00001.bin"}})
+    )
     with pytest.raises(PickleRefusedError):
         find_weight_files(tmp_path)
     assert find_weight_files(tmp_path, allow_pickle=True) == [tmp_path / "pytorch_model-00001-of-00001.bin"]
@@ -186,11 +194,11 @@ def test_pickle_index_allowed_on_request(tmp_path: Path):
 def rewrite_header(path: Path, edit) -> None:
     raw = path.read_bytes()
     (size,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + size])
+    header = json.loads(raw[8 : 8 + size])
     edit(header)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
-    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + size:])
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + size :])
 
 
 def _shape_lie(h):
@@ -205,18 +213,31 @@ def _dtype_lie(h):
     h["body.proj.weight"]["dtype"] = "F64"
 
 
-@pytest.mark.parametrize("corrupt, reason", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-7]), "file not fully covered"),
-    (lambda p: p.write_bytes(p.read_bytes()[:5]), "header too small"),
-    (lambda p: p.write_bytes(b""), "header too small"),
-    (lambda p: p.write_bytes(struct.pack("<Q", 1 << 40) + p.read_bytes()[8:]), "header too large"),
-    (lambda p: p.write_bytes(p.read_bytes()[:8] + b"\x00garbage" + p.read_bytes()[16:]), "invalid JSON"),
-    (lambda p: rewrite_header(p, _shape_lie), "invalid shape, data type, or offset"),
-    (lambda p: rewrite_header(p, _offset_lie), "invalid"),
-    (lambda p: rewrite_header(p, _dtype_lie), "invalid"),
-    (lambda p: p.write_bytes(p.read_bytes() + b"trailing"), "not fully covered"),
-], ids=["truncated", "tiny", "empty", "huge-header", "garbage-header", "shape-lie", "offset-lie", "dtype-lie",
-        "trailing-bytes"])
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-7]), "file not fully covered"),
+        (lambda p: p.write_bytes(p.read_bytes()[:5]), "header too small"),
+        (lambda p: p.write_bytes(b""), "header too small"),
+        (lambda p: p.write_bytes(struct.pack("<Q", 1 << 40) + p.read_bytes()[8:]), "header too large"),
+        (lambda p: p.write_bytes(p.read_bytes()[:8] + b"\x00garbage" + p.read_bytes()[16:]), "invalid JSON"),
+        (lambda p: rewrite_header(p, _shape_lie), "invalid shape, data type, or offset"),
+        (lambda p: rewrite_header(p, _offset_lie), "invalid"),
+        (lambda p: rewrite_header(p, _dtype_lie), "invalid"),
+        (lambda p: p.write_bytes(p.read_bytes() + b"trailing"), "not fully covered"),
+    ],
+    ids=[
+        "truncated",
+        "tiny",
+        "empty",
+        "huge-header",
+        "garbage-header",
+        "shape-lie",
+        "offset-lie",
+        "dtype-lie",
+        "trailing-bytes",
+    ],
+)
 def test_corrupt_safetensors_names_the_file(ckpt: Path, corrupt, reason: str):
     corrupt(ckpt)
     with pytest.raises(CheckpointError, match=f"{ckpt}: not a valid safetensors file: .*{reason}") as err:
@@ -618,7 +639,9 @@ def test_meta_target_keeps_everything_on_meta():
 
 
 def test_too_big_for_ram_is_refused_before_allocation():
-    with pytest.raises(ModelTooLargeError, match=r"TinyLM \(.*\) needs 32.0 TiB, more than the .* of available RAM") as err:
+    with pytest.raises(
+        ModelTooLargeError, match=r"TinyLM \(.*\) needs 32.0 TiB, more than the .* of available RAM"
+    ) as err:
         fresh_model(TinyLM, TinyConfig(vocab_size=1 << 40))
     assert "tp_size" in err.value.hint and "bfloat16" in err.value.hint and "device='meta'" in err.value.hint
     assert err.value.needed > err.value.available
