@@ -248,6 +248,62 @@ class _Reader:
         return torch.frombuffer(buf, dtype=entry.dtype).view(entry.shape)
 
 
+def read_entries(paths: Sequence[Path], *, allow_pickle: bool = False) -> dict[str, _Entry]:
+    """Every tensor of the checkpoint ``paths``: safetensors headers (validated, no tensor read), or
+    pickle files (only with ``allow_pickle``)."""
+    entries: dict[str, _Entry] = {}
+    for path in paths:
+        if _is_pickle(path):
+            if not allow_pickle:
+                raise PickleRefusedError(
+                    "pickle weights file refused by default (pickle can run arbitrary code)",
+                    file=path,
+                    hint="use safetensors weights, or pass allow_pickle=True",
+                )
+            found = _read_pickle(path)
+        else:
+            found = _read_safetensors_header(path)
+        for key, entry in found.items():
+            if key in entries:
+                raise CheckpointError(
+                    f"tensor {key} appears in both {entries[key].file} and {path}",
+                    file=path,
+                    hint="the shards of this checkpoint are inconsistent; download it again",
+                )
+            entries[key] = entry
+    return entries
+
+
+def match_checkpoint(
+    model: nn.Module, files: Sequence[str | Path], *, strict: bool = True, allow_pickle: bool = False
+) -> CheckpointMatch:
+    """Match the checkpoint's tensors (headers only) to ``model``'s: raises
+    :class:`WeightsMismatchError` under ``strict``, else warns, when they do not fit."""
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise CheckpointError(f"no weight files given to load into {type(model).__name__}")
+    plan = _plan(model, read_entries(paths, allow_pickle=allow_pickle))
+    where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
+    if plan.missing or plan.unexpected or plan.mismatched:
+        message = _mismatch_message(model, plan)
+        if strict:
+            raise WeightsMismatchError(
+                message,
+                file=where,
+                missing=plan.missing,
+                unexpected=plan.unexpected,
+                mismatched=plan.mismatched,
+                hint="check that config.json matches this architecture; pass strict=False to initialise the "
+                "missing tensors and skip the others",
+            )
+        warnings.warn(
+            message + "\nmissing and wrongly shaped tensors were initialised; unexpected ones skipped",
+            WeightsMismatchWarning,
+            stacklevel=3,
+        )
+    return plan
+
+
 # --- the load -----------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadReport:
@@ -296,47 +352,7 @@ def load_weights(
     if not paths:
         raise CheckpointError(f"no weight files given to load into {type(model).__name__}")
 
-    entries: dict[str, _Entry] = {}
-    for path in paths:
-        if _is_pickle(path):
-            if not allow_pickle:
-                raise PickleRefusedError(
-                    "pickle weights file refused by default (pickle can run arbitrary code)",
-                    file=path,
-                    hint="use safetensors weights, or pass allow_pickle=True",
-                )
-            found = _read_pickle(path)
-        else:
-            found = _read_safetensors_header(path)
-        for key, entry in found.items():
-            if key in entries:
-                raise CheckpointError(
-                    f"tensor {key} appears in both {entries[key].file} and {path}",
-                    file=path,
-                    hint="the shards of this checkpoint are inconsistent; download it again",
-                )
-            entries[key] = entry
-
-    plan = _plan(model, entries)
-    where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
-    if plan.missing or plan.unexpected or plan.mismatched:
-        message = _mismatch_message(model, plan)
-        if strict:
-            raise WeightsMismatchError(
-                message,
-                file=where,
-                missing=plan.missing,
-                unexpected=plan.unexpected,
-                mismatched=plan.mismatched,
-                hint="check that config.json matches this architecture; pass strict=False to initialise the "
-                "missing tensors and skip the others",
-            )
-        warnings.warn(
-            message + "\nmissing and wrongly shaped tensors were initialised; unexpected ones skipped",
-            WeightsMismatchWarning,
-            stacklevel=2,
-        )
-
+    plan = match_checkpoint(model, paths, strict=strict, allow_pickle=allow_pickle)
     bad_shape = {name for name, _, _ in plan.mismatched}
     init_buffers(model, target_device, dtype)
     with ExitStack() as stack, torch.no_grad():
@@ -373,7 +389,9 @@ def load_weights(
 
 
 @dataclass
-class _Plan:
+class CheckpointMatch:
+    """How a checkpoint's tensors map onto a model's (see :func:`match_checkpoint`)."""
+
     mapped: dict[str, _Entry]  # model key -> checkpoint entry
     missing: tuple[str, ...]
     unexpected: tuple[str, ...]
@@ -398,7 +416,7 @@ def _patterns(model: nn.Module, attr: str) -> list[re.Pattern[str]]:
     return [re.compile(p) for p in (getattr(model, attr, None) or ())]
 
 
-def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
+def _plan(model: nn.Module, entries: dict[str, _Entry]) -> CheckpointMatch:
     """Match checkpoint keys to model keys: base_model_prefix both ways, ties, ignores, shapes."""
     state = model.state_dict(keep_vars=True)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
@@ -440,10 +458,10 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
         k for k in shapes if k not in mapped and k not in ties and not any(p.search(k) for p in skip_missing)
     )
     mismatched = tuple((k, e.shape, shapes[k]) for k, e in mapped.items() if e.shape != shapes[k])
-    return _Plan(mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries)
+    return CheckpointMatch(mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries)
 
 
-def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
+def _mismatch_message(model: nn.Module, plan: CheckpointMatch) -> str:
     def listing(title: str, lines: list[str]) -> list[str]:
         if not lines:
             return []

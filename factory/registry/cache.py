@@ -27,8 +27,12 @@ from factory.registry.table import (
     Architecture,
     Checkpoint,
     Deprecation,
+    DivisibleRule,
     FrozenDict,
+    FsdpUnit,
     LazyDict,
+    ParallelPlan,
+    PlanEntry,
     Provenance,
     Registration,
     Rule,
@@ -37,7 +41,7 @@ from factory.registry.table import (
     _freeze,
 )
 
-FORMAT = 2
+FORMAT = 3
 KEEP = 8
 
 
@@ -167,7 +171,9 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (Provenance, Deprecation)):
         return [getattr(value, f.name) for f in fields(value)]
-    if isinstance(value, (Task, Registration, Rule, Architecture, Checkpoint)):
+    if isinstance(
+        value, (Task, Registration, Rule, Architecture, Checkpoint, ParallelPlan, PlanEntry, DivisibleRule, FsdpUnit)
+    ):
         return [_plain(getattr(value, f.name)) for f in fields(value)]
     return value
 
@@ -224,10 +230,31 @@ def _rule(v: list) -> Rule:
     return Rule(arch, _freeze(when), dispatch_as, _prov(prov), reason)
 
 
+def _plan(v: list) -> ParallelPlan:
+    arch, builder, prov, tp, divisible, fsdp, layer, override, shadows = v
+    return ParallelPlan(
+        arch,
+        builder,
+        _prov(prov),
+        tuple(PlanEntry(path, style, _prov(p), parts) for path, style, p, parts in tp),
+        tuple(DivisibleRule(key, _prov(p), by, otherwise, tuple(mods)) for key, p, by, otherwise, mods in divisible),
+        tuple(FsdpUnit(path, _prov(p)) for path, p in fsdp),
+        layer,
+        override,
+        tuple(_plan(s) for s in shadows),
+    )
+
+
 def _arch(v: list) -> Architecture:
-    name, summary, files, rules, shares, lint = v
+    name, summary, files, rules, shares, lint, parallel = v
     return Architecture(
-        name, summary, tuple(_prov(p) for p in files), tuple(_rule(r) for r in rules), tuple(shares), _freeze(lint)
+        name,
+        summary,
+        tuple(_prov(p) for p in files),
+        tuple(_rule(r) for r in rules),
+        tuple(shares),
+        _freeze(lint),
+        tuple(_plan(p) for p in parallel),
     )
 
 

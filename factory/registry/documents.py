@@ -12,6 +12,10 @@ from factory.registry.table import (
     Architecture,
     Checkpoint,
     Deprecation,
+    DivisibleRule,
+    FsdpUnit,
+    ParallelPlan,
+    PlanEntry,
     Provenance,
     Registration,
     Rule,
@@ -103,6 +107,39 @@ def _architecture(data: dict, prov) -> Architecture:
         rules=rules,
         shares_targets_with=tuple(data.get("shares_targets_with", ())),
         lint=_freeze(data.get("lint", {})),
+        parallel=(_parallel(data, prov),) if "parallel" in data else (),
+    )
+
+
+def _parallel(data: dict, prov) -> ParallelPlan:
+    """The ``parallel:`` section (schema-validated), each rule with its own file:line."""
+    section = data["parallel"]
+    tp = []
+    for path, value in section.get("tp", {}).items():
+        spec = {"style": value} if isinstance(value, str) else value
+        tp.append(PlanEntry(path, spec["style"], prov("parallel", "tp", path), spec.get("parts")))
+    divisible = []
+    for key, value in section.get("divisible", {}).items():
+        spec = {"by": value} if isinstance(value, str) else value
+        divisible.append(
+            DivisibleRule(
+                key,
+                prov("parallel", "divisible", key),
+                spec["by"],
+                spec.get("else", "error"),
+                tuple(spec.get("modules", ())),
+            )
+        )
+    fsdp = [FsdpUnit(path, prov("parallel", "fsdp", i)) for i, path in enumerate(section.get("fsdp", ()))]
+    return ParallelPlan(
+        architecture=data["architecture"],
+        builder=data.get("builder", "native"),
+        provenance=prov("parallel"),
+        tp=tuple(tp),
+        divisible=tuple(divisible),
+        fsdp=tuple(fsdp),
+        layer=data.get("layer", "native"),
+        override=section.get("override"),
     )
 
 

@@ -39,11 +39,11 @@ from factory.paths import display_path
 from factory.registry import sources as registry_sources
 from factory.registry.loader import load_sources
 from factory.registry.sources import Source
-from factory.registry.table import Checkpoint, Provenance, Registration, Rule, Table
+from factory.registry.table import Checkpoint, ParallelPlan, Provenance, Registration, Rule, Table
 from factory.registry.yamlio import Document
 from factory.review.selection import has_task_table
 
-SECTIONS = ("task", "alias", "architecture", "registration", "override", "rule", "checkpoint")
+SECTIONS = ("task", "alias", "architecture", "registration", "override", "rule", "parallel", "checkpoint")
 SECTION_TITLES = {
     "task": "Tasks",
     "alias": "Task aliases",
@@ -51,6 +51,7 @@ SECTION_TITLES = {
     "registration": "Registrations",
     "override": "Overrides",
     "rule": "Dispatch rules",
+    "parallel": "Parallel plans",
     "checkpoint": "Named checkpoints",
 }
 BUILTIN_MODES = ("auto", "side", "installed")
@@ -166,6 +167,7 @@ def diff_tables(
     changes += _diff_architectures(old, new)
     changes += _diff_registrations(old, new)
     changes += _diff_rules(old, new)
+    changes += _diff_parallel(old, new)
     changes += _diff_checkpoints(old, new)
     order = {s: i for i, s in enumerate(SECTIONS)}
     changes.sort(key=lambda c: order[c.section])  # stable: keeps key order within a section
@@ -437,6 +439,123 @@ def _diff_rules(old: Table, new: Table) -> Iterable[Change]:
                 new_at=_at(rb[0].provenance),
                 old=[r.content() for r in ra],
                 new=[r.content() for r in rb],
+            )
+
+
+def _plans(table: Table) -> dict[tuple[str, str], ParallelPlan]:
+    return {p.key: p for a in table.architectures.values() for p in a.parallel}
+
+
+def _diff_parallel(old: Table, new: Table) -> Iterable[Change]:
+    """Parallel plans: a plan added or removed, a style, divisibility rule or FSDP unit changed.
+
+    How a build splits over ranks is part of what it resolves to: every such change is a dispatch change.
+    """
+    plans_a, plans_b = _plans(old), _plans(new)
+    for key in sorted({*plans_a, *plans_b}):
+        a, b = plans_a.get(key), plans_b.get(key)
+        label = f"{key[0]} ({key[1]} builder)"
+        if a is None:
+            assert b is not None
+            yield Change(
+                "parallel",
+                "added",
+                label,
+                f"parallel plan of {label} added: {len(b.tp)} tp rule(s)",
+                True,
+                new_at=_at(b.provenance),
+                new=b.content(),
+            )
+            continue
+        if b is None:
+            yield Change(
+                "parallel",
+                "removed",
+                label,
+                f"parallel plan of {label} removed",
+                True,
+                old_at=_at(a.provenance),
+                old=a.content(),
+            )
+            continue
+        if a.content() == b.content():
+            continue
+        entries_a, entries_b = {e.path: e for e in a.tp}, {e.path: e for e in b.tp}
+        for path in sorted({*entries_a, *entries_b}):
+            ea, eb = entries_a.get(path), entries_b.get(path)
+            if ea is not None and eb is not None and ea.content() == eb.content():
+                continue
+            where = {
+                "old_at": _at(ea.provenance) if ea else None,
+                "new_at": _at(eb.provenance) if eb else None,
+                "old": ea.content() if ea else None,
+                "new": eb.content() if eb else None,
+            }
+            if ea is None:
+                assert eb is not None
+                yield Change(
+                    "parallel", "added", f"{label}: {path}", f"{key[0]}: tp {eb.describe()} added", True, **where
+                )
+            elif eb is None:
+                yield Change(
+                    "parallel",
+                    "removed",
+                    f"{label}: {path}",
+                    f"{key[0]}: tp {ea.describe()} removed (now replicated)",
+                    True,
+                    **where,
+                )
+            else:
+                yield Change(
+                    "parallel",
+                    "changed",
+                    f"{label}: {path}",
+                    f"{key[0]}: tp {path}: {ea.describe().partition(': ')[2]} -> {eb.describe().partition(': ')[2]}",
+                    True,
+                    **where,
+                )
+        rules_a, rules_b = {r.key: r for r in a.divisible}, {r.key: r for r in b.divisible}
+        for rkey in sorted({*rules_a, *rules_b}):
+            ra, rb = rules_a.get(rkey), rules_b.get(rkey)
+            if ra is not None and rb is not None and ra.content() == rb.content():
+                continue
+            change = "added" if ra is None else "removed" if rb is None else "changed"
+            text = f"{ra.describe()} -> {rb.describe()}" if ra and rb else (rb or ra).describe()  # type: ignore[union-attr]
+            yield Change(
+                "parallel",
+                change,
+                f"{label}: divisible {rkey}",
+                f"{key[0]}: check {text} {change}" if change != "changed" else f"{key[0]}: check {text}",
+                True,
+                old_at=_at(ra.provenance) if ra else None,
+                new_at=_at(rb.provenance) if rb else None,
+                old=ra.content() if ra else None,
+                new=rb.content() if rb else None,
+            )
+        fsdp_a, fsdp_b = [u.path for u in a.fsdp], [u.path for u in b.fsdp]
+        if fsdp_a != fsdp_b:
+            yield Change(
+                "parallel",
+                "changed",
+                f"{label}: fsdp",
+                f"{key[0]}: fsdp units {fsdp_a} -> {fsdp_b}",
+                True,
+                old_at=_at(a.provenance),
+                new_at=_at(b.provenance),
+                old=fsdp_a,
+                new=fsdp_b,
+            )
+        if a.override != b.override:
+            yield Change(
+                "parallel",
+                "changed",
+                f"{label}: override",
+                f"{key[0]}: plan override reason changed",
+                False,
+                old_at=_at(a.provenance),
+                new_at=_at(b.provenance),
+                old=a.override,
+                new=b.override,
             )
 
 
