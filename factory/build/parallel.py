@@ -413,7 +413,7 @@ def _local_tensor(
     local = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=dim)
     if local.dtype != dtype and local.dtype.is_floating_point:
         local = local.to(dtype)
-    return local.to(device)
+    return local.to(device).contiguous()  # no-op for the slices get_slice returns
 
 
 @torch.no_grad()
