@@ -200,7 +200,7 @@ def _warn_deprecated(reg: Registration, res: Resolution) -> None:
     )
 
 
-def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str, Any], res: Resolution) -> Any:
+def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str, Any], res: Resolution | None) -> Any:
     """Build a registered config class from a ``config.json`` dict plus overrides."""
     from_dict = getattr(config_cls, "from_dict", None)
     try:
@@ -213,7 +213,7 @@ def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str
     except Exception as exc:  # a config class rejecting the values
         raise ConfigError(
             f"cannot build {config_cls.__qualname__} from config.json: {type(exc).__name__}: {exc}",
-            file=res.config_file,
+            file=res.config_file if res is not None else None,
             hint="check the config values against the architecture",
         ) from None
 

@@ -248,17 +248,20 @@ class Problem:
     file: str | None = None
     line: int | None = None
     hint: str | None = None
+    kind: str = "structure"  # plan (none) | style (not applied by the builder) | divisible | structure
 
     @property
     def where(self) -> str:
         return f"{display_path(self.file)}:{self.line}" if self.file else ""
 
     @classmethod
-    def at(cls, message: str, rule: PlanEntry | DivisibleRule | None, hint: str | None = None) -> Problem:
+    def at(
+        cls, message: str, rule: PlanEntry | DivisibleRule | None, hint: str | None = None, kind: str = "structure"
+    ) -> Problem:
         """A problem located at ``rule``'s file:line."""
         if rule is None:
-            return cls(message, hint=hint)
-        return cls(message, rule.provenance.file, rule.provenance.line, hint)
+            return cls(message, hint=hint, kind=kind)
+        return cls(message, rule.provenance.file, rule.provenance.line, hint, kind)
 
 
 @dataclass
@@ -402,6 +405,7 @@ def check_divisible(
                     f"'{rule.describe()}' cannot be checked",
                     rule,
                     hint=f"the config class must have the integer attribute {rule.key}",
+                    kind="divisible",
                 )
             )
             continue
@@ -426,6 +430,7 @@ def check_divisible(
                 rule,
                 hint=f"use a tp_size that divides {rule.key}={value}"
                 + (f" (e.g. {', '.join(map(str, divisors))})" if divisors else ""),
+                kind="divisible",
             )
         )
     return problems, replicated
@@ -460,6 +465,7 @@ def compute(
             Problem(
                 f"architecture {arch!r} has no parallel plan for the {builder} builder",
                 hint="add a `parallel:` section to its architecture file (README: 'Big models')",
+                kind="plan",
             )
         )
         plan_entries: tuple[PlanEntry, ...] = ()
@@ -473,11 +479,11 @@ def compute(
     for entry in plan_entries:
         if entry.style not in supported:
             out.problems.append(
-                Problem(
+                Problem.at(
                     f"style {entry.style!r} of {entry.path} is not applied by the {builder} builder",
-                    entry.provenance.file,
-                    entry.provenance.line,
+                    entry,
                     hint=f"styles it applies: {', '.join(sorted(supported))}",
+                    kind="style",
                 )
             )
     matched = match(plan_entries, names, prefix)
@@ -560,7 +566,7 @@ def _place(
     problem = None
     if builder == "native" and own is None and kind == "other" and entry.style in SHARDING:
         problem = Problem.at(
-            f"{entry.style} on {owner} ({type(module).__name__}): the native builder shards nn.Linear, "
+            f"{entry.style} on {_generic(owner)} ({type(module).__name__}): the native builder shards nn.Linear, "
             "GPT-2's Conv1D and nn.Embedding modules, or a parameter named on its own",
             entry,
         )
@@ -628,27 +634,22 @@ def format_plan(sp: ShardPlan) -> str:
         share = f" ({held / total:.1%} of the model)" if total else ""
         lines.append(f"  {who:<11} reads {format_bytes(read):>10}, holds {format_bytes(held):>10}{share}")
 
-    groups: dict[tuple[str, str, str], list[TensorPlan]] = {}
+    groups: dict[tuple[str, str], list[TensorPlan]] = {}
     for t in sp.sharded:
-        assert t.entry is not None or t.placement.kind == "group"
-        key = (t.entry.path if t.entry else t.module, t.placement.describe(), _generic(t.name).rpartition(".")[2])
-        groups.setdefault(key, []).append(t)
+        groups.setdefault((_generic(t.name), t.placement.describe()), []).append(t)
     if groups:
-        lines.append("sharded (each rank holds its part):")
-        for (path, placement, leaf), items in groups.items():
-            entry = items[0].entry
+        lines.append("sharded (each rank holds its part; per rank):")
+        for (pattern, placement), items in groups.items():
             per_rank = [sum(t.held(tp, r) for t in items) for r in range(tp)]
-            spread = (
-                format_bytes(per_rank[0])
-                if len(set(per_rank)) == 1
-                else f"{format_bytes(min(per_rank))}-{format_bytes(max(per_rank))}"
-            )
-            style = items[0].style or "?"
-            rule: PlanEntry | DivisibleRule | None = sp.replicated_units.get(items[0].module, entry)
+            low, high = min(per_rank), max(per_rank)
+            spread = format_bytes(low) if low == high else f"{format_bytes(low)}-{format_bytes(high)}"
+            rule: PlanEntry | DivisibleRule | None = sp.replicated_units.get(items[0].module, items[0].entry)
             at = f"{display_path(rule.provenance.file)}:{rule.provenance.line}" if rule is not None else ""
-            shape = "x".join(map(str, items[0].shape))
+            count = f" x{len(items)}" if len(items) > 1 else ""
+            tied = f" (tied: {', '.join(items[0].tied)})" if items[0].tied else ""
             lines.append(
-                f"  {path}.{leaf}: {style} -> {placement}, {len(items)} x [{shape}], {spread} per rank  [{at}]"
+                f"  {pattern} [{'x'.join(map(str, items[0].shape))}]{count}{tied}: {items[0].style} -> "
+                f"{placement}, {spread}  [{at}]"
             )
     rep = sp.replicated
     if rep:
