@@ -483,8 +483,9 @@ def test_bad_inputs_raise_model_input_error():
     with pytest.raises(native.ModelInputError, match=r"\(batch, head_dim\) = \(1, 8\)"):
         model(ids[:1, :1], past_key_values=past)
     wrong_heads = tuple((k[:, :1], v[:, :1]) for k, v in past)
-    with pytest.raises(native.ModelInputError, match="past_key_values of layer 0 have 1 key/value heads, this "
-                                                     "attention computes 2"):
+    with pytest.raises(
+        native.ModelInputError, match="past_key_values of layer 0 have 1 key/value heads, this attention computes 2"
+    ):
         model(ids[:, :1], past_key_values=wrong_heads)
     with pytest.raises(native.ModelInputError, match="past \\+ seq"):
         model(ids[:, :1], attention_mask=torch.ones(2, 1), past_key_values=past)
