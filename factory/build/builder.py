@@ -151,16 +151,10 @@ def build_from_resolution(
         from factory.build import parallel as PAR
 
         config = _config_for(table, res, overrides)
-        if res.directory is None or not weights:
-            raise ParallelError(
-                f"a tensor-parallel build reads each rank's shards from a checkpoint; {res.name!r} gives a fresh "
-                "model (an architecture name or weights=False)",
-                hint="save a checkpoint once (factory.save) and build that directory, or build without tp_size",
-            )
         obj = PAR.build_parallel(
             import_target(reg),
             config,
-            res.directory,
+            PAR.require_checkpoint(res.directory, weights, repr(res.name)),
             plan=table.parallel_plan(reg),
             task=res.task,
             target=reg.target,

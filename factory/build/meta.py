@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from factory.build.placement import available_memory, resolve_device, resolve_dtype
+from factory.build.placement import available_memory, format_bytes, resolve_device, resolve_dtype
 from factory.errors import FactoryError, ModelTooLargeError
 
 
@@ -169,14 +169,6 @@ def model_bytes(model: nn.Module, dtype: torch.dtype | None = None) -> int:
         itemsize = (dtype or tensor.dtype).itemsize if tensor.dtype.is_floating_point else tensor.dtype.itemsize
         total += tensor.numel() * itemsize
     return total
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def check_fits(nbytes: int, device: torch.device, *, what: str, per_rank: bool = False) -> None:

@@ -44,6 +44,17 @@ from factory.build.placement import resolve_device
 from factory.errors import CheckpointError, ParallelError
 
 
+def require_checkpoint(directory: Path | None, weights: bool, what: str) -> Path:
+    """The checkpoint directory a parallel build reads its shards from; a fresh model is refused."""
+    if directory is None or not weights:
+        raise ParallelError(
+            f"a tensor-parallel build reads each rank's shards from a checkpoint; {what} would be a fresh model "
+            "(an architecture name or weights=False)",
+            hint="save a checkpoint once (factory.save) and build that directory, or build without tp_size/mesh",
+        )
+    return Path(directory)
+
+
 # --- the mesh ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Mesh:

@@ -117,3 +117,12 @@ def available_memory(device: torch.device) -> int | None:
     except (RuntimeError, AssertionError):
         return None
     return int(free)
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``, ``640 B``: a byte count for people."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

@@ -588,14 +588,6 @@ def _dtype_of(dtype: Any, tensor: Any) -> Any:
 
 
 # --- presenting a plan -------------------------------------------------------------------------
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def _generic(name: str) -> str:
     return re.sub(r"\.\d+(?=\.|$)", ".*", name)
 
@@ -613,6 +605,8 @@ def _runs(values: Sequence[tuple[int, int]]) -> list[tuple[int, int, tuple[int, 
 
 def format_plan(sp: ShardPlan) -> str:
     """The text ``factory explain TASK NAME --tp N`` prints."""
+    from factory.build.placement import format_bytes
+
     tp = sp.tp_size
     lines = [
         f"tensor-parallel plan: {sp.task} / {sp.architecture} -> {sp.target} (builder: {sp.builder}), "

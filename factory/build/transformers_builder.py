@@ -463,17 +463,10 @@ def _build_distributed(
     divisibility rules against the config (a :class:`~factory.errors.ParallelError` naming them).
     """
     from factory.build import plan as P
-    from factory.build.parallel import resolve_mesh
-    from factory.errors import ParallelError
+    from factory.build.parallel import require_checkpoint, resolve_mesh
 
     where = resolve_mesh(tp_size, mesh, device)
-    if directory is None or not weights:
-        raise ParallelError(
-            f"a tensor-parallel build reads each rank's shards from a checkpoint; {model_cls.__qualname__} would be "
-            "fresh (an architecture name or weights=False)",
-            hint="save a checkpoint once and build that directory, or build without tp_size",
-        )
-    directory = Path(directory)
+    directory = require_checkpoint(directory, weights, model_cls.__qualname__)
     _check_weight_files(directory, allow_pickle)
     skeleton = _meta_skeleton(model_cls, config, torch_dtype, directory)
     sp = P.compute(

@@ -480,58 +480,10 @@ def _diff_parallel(old: Table, new: Table) -> Iterable[Change]:
             continue
         if a.content() == b.content():
             continue
-        entries_a, entries_b = {e.path: e for e in a.tp}, {e.path: e for e in b.tp}
-        for path in sorted({*entries_a, *entries_b}):
-            ea, eb = entries_a.get(path), entries_b.get(path)
-            if ea is not None and eb is not None and ea.content() == eb.content():
-                continue
-            where = {
-                "old_at": _at(ea.provenance) if ea else None,
-                "new_at": _at(eb.provenance) if eb else None,
-                "old": ea.content() if ea else None,
-                "new": eb.content() if eb else None,
-            }
-            if ea is None:
-                assert eb is not None
-                yield Change(
-                    "parallel", "added", f"{label}: {path}", f"{key[0]}: tp {eb.describe()} added", True, **where
-                )
-            elif eb is None:
-                yield Change(
-                    "parallel",
-                    "removed",
-                    f"{label}: {path}",
-                    f"{key[0]}: tp {ea.describe()} removed (now replicated)",
-                    True,
-                    **where,
-                )
-            else:
-                yield Change(
-                    "parallel",
-                    "changed",
-                    f"{label}: {path}",
-                    f"{key[0]}: tp {path}: {ea.describe().partition(': ')[2]} -> {eb.describe().partition(': ')[2]}",
-                    True,
-                    **where,
-                )
+        tp_a, tp_b = {e.path: e for e in a.tp}, {e.path: e for e in b.tp}
+        yield from _keyed_changes(f"{label}: ", key[0], "tp", tp_a, tp_b)
         rules_a, rules_b = {r.key: r for r in a.divisible}, {r.key: r for r in b.divisible}
-        for rkey in sorted({*rules_a, *rules_b}):
-            ra, rb = rules_a.get(rkey), rules_b.get(rkey)
-            if ra is not None and rb is not None and ra.content() == rb.content():
-                continue
-            change = "added" if ra is None else "removed" if rb is None else "changed"
-            text = f"{ra.describe()} -> {rb.describe()}" if ra and rb else (rb or ra).describe()  # type: ignore[union-attr]
-            yield Change(
-                "parallel",
-                change,
-                f"{label}: divisible {rkey}",
-                f"{key[0]}: check {text} {change}" if change != "changed" else f"{key[0]}: check {text}",
-                True,
-                old_at=_at(ra.provenance) if ra else None,
-                new_at=_at(rb.provenance) if rb else None,
-                old=ra.content() if ra else None,
-                new=rb.content() if rb else None,
-            )
+        yield from _keyed_changes(f"{label}: divisible ", key[0], "check", rules_a, rules_b)
         fsdp_a, fsdp_b = [u.path for u in a.fsdp], [u.path for u in b.fsdp]
         if fsdp_a != fsdp_b:
             yield Change(
@@ -557,6 +509,37 @@ def _diff_parallel(old: Table, new: Table) -> Iterable[Change]:
                 old=a.override,
                 new=b.override,
             )
+
+
+def _keyed_changes(
+    prefix: str, arch: str, what: str, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> Iterable[Change]:
+    """Parallel-plan items (``tp`` entries, ``check`` rules) added, removed or changed, key by key."""
+    for key in sorted({*old, *new}):
+        a, b = old.get(key), new.get(key)
+        if a is not None and b is not None and a.content() == b.content():
+            continue
+        if a is None:
+            change, summary = "added", f"{arch}: {what} {b.describe()} added"
+        elif b is None:
+            change = "removed"
+            summary = f"{arch}: {what} {a.describe()} removed" + (" (now replicated)" if what == "tp" else "")
+        else:
+            brief = (
+                (lambda item: item.describe().partition(": ")[2]) if what == "tp" else (lambda item: item.describe())
+            )
+            change, summary = "changed", f"{arch}: {what} {key}: {brief(a)} -> {brief(b)}"
+        yield Change(
+            "parallel",
+            change,
+            prefix + key,
+            summary,
+            True,
+            old_at=_at(a.provenance) if a is not None else None,
+            new_at=_at(b.provenance) if b is not None else None,
+            old=a.content() if a is not None else None,
+            new=b.content() if b is not None else None,
+        )
 
 
 def _reason(rule: Rule) -> tuple[str, ...]:

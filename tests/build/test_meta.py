@@ -87,22 +87,23 @@ def test_too_big_to_fit_is_refused_before_anything_is_allocated():
     assert "tp_size=N" in hint and "dtype='bfloat16'" in hint and "device='meta'" in hint
 
 
-def test_checkpoint_too_big_for_ram_is_refused_before_reading(tmp_path: Path, monkeypatch):
+@pytest.fixture
+def ckpt(tmp_path: Path) -> Path:
+    """A tiny Llama saved by factory itself."""
+    small = {
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+    }
+    factory.save(factory.build("causal-lm", "llama", weights=False, config_overrides=small), tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def test_checkpoint_too_big_for_ram_is_refused_before_reading(ckpt: Path, monkeypatch):
     from factory.build import meta, weights
 
-    model = factory.build(
-        "causal-lm",
-        "llama",
-        weights=False,
-        config_overrides={
-            "vocab_size": 64,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-        },
-    )
-    factory.save(model, tmp_path / "ckpt")
     monkeypatch.setattr(meta, "available_memory", lambda device: 1000)
     monkeypatch.setattr(weights, "load_weights", lambda *a, **k: pytest.fail("read before the size check"))
     with pytest.raises(
@@ -110,27 +111,14 @@ def test_checkpoint_too_big_for_ram_is_refused_before_reading(tmp_path: Path, mo
         match=r"LlamaForCausalLM from .*ckpt in float32 needs .* more than the "
         r"1000 B of available RAM",
     ):
-        factory.build("causal-lm", tmp_path / "ckpt")
+        factory.build("causal-lm", ckpt)
 
 
-def test_checkpoint_onto_meta_reads_no_tensor(tmp_path: Path, monkeypatch):
+def test_checkpoint_onto_meta_reads_no_tensor(ckpt: Path, monkeypatch):
     from factory.build.weights import _Reader
 
-    model = factory.build(
-        "causal-lm",
-        "llama",
-        weights=False,
-        config_overrides={
-            "vocab_size": 64,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-        },
-    )
-    factory.save(model, tmp_path / "ckpt")
     monkeypatch.setattr(_Reader, "_read", lambda self, entry: pytest.fail(f"read {entry.key}"))
     monkeypatch.setattr(_Reader, "_map", lambda self, path: pytest.fail(f"mapped {path}"))
-    built = factory.build("causal-lm", tmp_path / "ckpt", device="meta")
+    built = factory.build("causal-lm", ckpt, device="meta")
     assert all(t.is_meta for t in [*built.parameters(), *built.buffers()])
     assert built.factory_load_report.missing == () and built.factory_load_report.unexpected == ()

@@ -4,7 +4,6 @@ and compares what every rank computed with the single-process model."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 
 import factory
 from factory.errors import ParallelError
+from tests.build.tiny import LLAMA, save_pretrained, tiny_llama
 from tests.build.torchrun import launch
 
 transformers = pytest.importorskip("transformers")
@@ -23,13 +23,6 @@ MASK = [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
 CAUSAL = {"input_ids": IDS, "attention_mask": MASK}
 
 
-def _save(model: Any, directory: Path) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(directory)
-    return str(directory)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny checkpoints saved by transformers: GQA + odd vocabulary + tied embeddings, kv heads below tp,
@@ -37,34 +30,19 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     T = transformers
     root = tmp_path_factory.mktemp("tp")
     torch.manual_seed(0)
-    llama = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, max_position_embeddings=64)
+    llama = LLAMA
     return {
-        "llama": _save(
-            T.LlamaForCausalLM(
-                T.LlamaConfig(
-                    vocab_size=101, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, **llama
-                )
-            ),
-            root / "llama",
-        ),
-        "llama_kv1": _save(
-            T.LlamaForCausalLM(T.LlamaConfig(vocab_size=96, num_attention_heads=4, num_key_value_heads=1, **llama)),
-            root / "kv1",
-        ),
-        "llama_kv3": _save(
-            T.LlamaForCausalLM(
-                T.LlamaConfig(
-                    vocab_size=96,
-                    hidden_size=48,
-                    intermediate_size=64,
-                    num_hidden_layers=1,
-                    num_attention_heads=6,
-                    num_key_value_heads=3,
-                )
-            ),
+        "llama": tiny_llama(root / "llama", vocab_size=101, tie_word_embeddings=True),
+        "llama_kv1": tiny_llama(root / "kv1", vocab_size=96, num_key_value_heads=1),
+        "llama_kv3": tiny_llama(
             root / "kv3",
+            vocab_size=96,
+            hidden_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=6,
+            num_key_value_heads=3,
         ),
-        "qwen3": _save(
+        "qwen3": save_pretrained(
             T.Qwen3ForCausalLM(
                 T.Qwen3Config(
                     vocab_size=96,
@@ -79,11 +57,11 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             ),
             root / "qwen3",
         ),
-        "gpt2": _save(
+        "gpt2": save_pretrained(
             T.GPT2LMHeadModel(T.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64)),
             root / "gpt2",
         ),
-        "bert": _save(
+        "bert": save_pretrained(
             T.BertForMaskedLM(
                 T.BertConfig(
                     vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48
@@ -91,7 +69,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             ),
             root / "bert",
         ),
-        "granite": _save(
+        "granite": save_pretrained(
             T.GraniteForCausalLM(
                 T.GraniteConfig(vocab_size=103, num_attention_heads=4, num_key_value_heads=2, **llama)
             ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from factory.build import plan as P
 from factory.build import transformers_builder as hf_builder
 from factory.cli.main import main
 from factory.errors import MissingDependencyError, ParallelError
+from tests.build.tiny import save_pretrained, tiny_llama
 
 transformers = pytest.importorskip("transformers")
 
@@ -74,24 +74,7 @@ def test_placements_follow_the_module_layout(style, kind, leaf, ndim, want):
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory) -> Path:
-    T = transformers
-    torch.manual_seed(0)
-    model = T.LlamaForCausalLM(
-        T.LlamaConfig(
-            vocab_size=101,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-        )
-    )
-    path = tmp_path_factory.mktemp("plan") / "llama"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(path)
-    return path
+    return Path(tiny_llama(tmp_path_factory.mktemp("plan") / "llama", vocab_size=101, tie_word_embeddings=True))
 
 
 def test_plan_reads_headers_only_and_counts_each_rank(llama_dir, monkeypatch):
@@ -150,10 +133,7 @@ def test_plan_of_a_pack_architecture_uses_its_meta_built_transformers_model(tmp_
             num_key_value_heads=2,
         )
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(tmp_path / "granite")
-    sp = factory.plan("causal-lm", tmp_path / "granite", tp_size=2)
+    sp = factory.plan("causal-lm", save_pretrained(model, tmp_path / "granite"), tp_size=2)
     assert sp.builder == "transformers" and sp.plan.provenance.file.endswith("packs/transformers/granite.yaml")
     by_name = {t.name: t for t in sp.tensors}
     assert by_name["model.layers.0.self_attn.q_proj.weight"].placement == P.Placement("shard", 0)
