@@ -76,10 +76,9 @@ def touch(model) -> int:
 # --- one rank (or the single-process reference) ------------------------------------------
 def worker(loader: str, directory: str) -> None:
     import torch
+    import torch._dynamo
     import torch.distributed as dist
-
-    import torch._dynamo  # noqa: F401  (both loaders need DTensor, which imports it on first use)
-    import torch.distributed.tensor  # noqa: F401
+    import torch.distributed.tensor
 
     distributed = "RANK" in os.environ
     if loader == "transformers":
