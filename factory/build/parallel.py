@@ -205,13 +205,41 @@ def apply_tensor_parallel(model: nn.Module, sp: P.ShardPlan, mesh: Mesh) -> None
         owner_name = t.name.rpartition(".")[0]
         if t.placement.kind != "replicate" and owner_name not in sp.module_styles:
             _install_local(model.get_submodule(owner_name))
+
+
+def _unit_groups(mesh: Mesh, units: int) -> Any:
+    """The process group of the ranks that keep the same kv unit as this rank (created on every rank)."""
+    rows = mesh.mesh.mesh.reshape(-1, mesh.tp_size).tolist()  # one row of global ranks per tp group
+    per_unit = mesh.tp_size // units
+    mine = None
+    for row in rows:
+        for u in range(units):
+            ranks = row[u * per_unit : (u + 1) * per_unit]
+            group = dist.new_group(ranks)
+            if dist.get_rank() in ranks:
+                mine = group
+    return mine
+
+
+def add_grad_hooks(model: nn.Module, sp: P.ShardPlan, mesh: Mesh) -> None:
+    """Gradients a rank computes only part of, summed on the loaded parameters: a
+    ``replicated_with_grad_allreduce`` parameter (a per-head norm: each rank's gradient covers its own
+    heads) over the ``tp`` ranks, a replicated kv head over the ranks that share it."""
+
+    def hook(group: Any) -> Callable[[torch.Tensor], None]:
+        return lambda p: dist.all_reduce(p.grad, group=group)
+
+    groups: dict[int, Any] = {}
     for t in sp.tensors:
-        if t.style == "replicated_with_grad_allreduce":
-            param = model.get_parameter(t.name)
+        if t.style == "replicated_with_grad_allreduce" and t.placement.kind == "replicate":
             group = mesh.tp.get_group()
-            param.register_post_accumulate_grad_hook(  # type: ignore[no-untyped-call]
-                lambda p, g=group: dist.all_reduce(p.grad, group=g)
-            )
+        elif t.placement.kind == "group":
+            if t.placement.units not in groups:
+                groups[t.placement.units] = _unit_groups(mesh, t.placement.units)
+            group = groups[t.placement.units]
+        else:
+            continue
+        model.get_parameter(t.name).register_post_accumulate_grad_hook(hook(group))  # type: ignore[no-untyped-call]
 
 
 @contextlib.contextmanager
@@ -233,6 +261,28 @@ def _local_params(module: nn.Module, params: Mapping[str, torch.Tensor] | None =
         module._parameters.update(saved_params)
         for key, value in saved_attrs.items():
             setattr(module, key, value)
+
+
+class _SumGradients(torch.autograd.Function):
+    """Identity forward; the backward sums the input's gradient over the ranks. A colwise layer's
+    replicated input gets only this rank's share of its gradient (Megatron's ``f``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, group: Any) -> torch.Tensor:
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+def _replicated_input(x: torch.Tensor, mesh: DeviceMesh) -> torch.Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SumGradients.apply(x, mesh.get_group())  # type: ignore[no-untyped-call,no-any-return]
+    return x
 
 
 def _gather_last(x: torch.Tensor, mesh: DeviceMesh, size: int) -> torch.Tensor:
@@ -311,9 +361,9 @@ def _install(module: nn.Module, entry: Any, mesh: Mesh) -> None:
         gather = style in ("colwise_gather_output", "colwise_rep", "embedding_colwise")
         size = _out_features(module)
 
-        def colwise(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def colwise(original: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             with _local_params(module):
-                out = original(*args, **kwargs)
+                out = original(_replicated_input(x, group), *args, **kwargs)
             return _gather_last(out, group, size) if gather else out
 
         _wrap(module, colwise)
@@ -323,7 +373,7 @@ def _install(module: nn.Module, entry: Any, mesh: Mesh) -> None:
         def rowwise(original: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             if split:
                 begin, end = P.shard_range(_in_features(module, x), tp, rank)
-                x = x[..., begin:end]
+                x = _replicated_input(x, group)[..., begin:end]
             bias = module._parameters.get("bias")
             local_bias = bias.to_local() if isinstance(bias, DTensor) else bias
             swap = {"bias": torch.zeros_like(local_bias)} if local_bias is not None else None
@@ -566,6 +616,7 @@ def build_parallel(
         apply_fsdp(model, sp, where)
     read = load_shards(model, sp, where, dtype)
     retie(model, ties)
+    add_grad_hooks(model, sp, where)
     meta.init_buffers(model, where.device, dtype)
     meta.move_buffers(model, where.device)
     check_loaded(model)

@@ -80,13 +80,36 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def scenarios(ckpt: dict[str, str]) -> list[dict[str, Any]]:
     return [
-        {"name": "llama", "task": "causal-lm", "path": ckpt["llama"], "inputs": CAUSAL, "generate": 6},
-        {"name": "llama_kv1", "task": "causal-lm", "path": ckpt["llama_kv1"], "inputs": CAUSAL, "generate": 6},
+        {
+            "name": "llama",
+            "task": "causal-lm",
+            "path": ckpt["llama"],
+            "inputs": CAUSAL,
+            "generate": 6,
+            "backward": True,
+        },
+        {
+            "name": "llama_kv1",
+            "task": "causal-lm",
+            "path": ckpt["llama_kv1"],
+            "inputs": CAUSAL,
+            "generate": 6,
+            "backward": True,
+        },
         {"name": "llama_kv3", "task": "causal-lm", "path": ckpt["llama_kv3"], "inputs": CAUSAL},
-        {"name": "qwen3", "task": "causal-lm", "path": ckpt["qwen3"], "inputs": CAUSAL, "generate": 6},
+        {
+            "name": "qwen3",
+            "task": "causal-lm",
+            "path": ckpt["qwen3"],
+            "inputs": CAUSAL,
+            "generate": 6,
+            "backward": True,
+        },
         {"name": "gpt2", "task": "causal-lm", "path": ckpt["gpt2"], "inputs": CAUSAL, "generate": 6},
         {"name": "bert", "task": "masked-lm", "path": ckpt["bert"], "inputs": {"input_ids": IDS}},
         {"name": "granite", "task": "causal-lm", "path": ckpt["granite"], "inputs": CAUSAL, "generate": 4},
+        {"name": "tp_not_world", "task": "causal-lm", "path": ckpt["llama"], "tp": 3, "inputs": CAUSAL},
+        {"name": "device_not_backend", "task": "causal-lm", "path": ckpt["llama"], "device": "meta", "inputs": CAUSAL},
     ]
 
 
@@ -108,6 +131,14 @@ def four_rank_scenarios(ckpt: dict[str, str]) -> list[dict[str, Any]]:
             "mesh_1d": True,
             "inputs": CAUSAL,
             "generate": 6,
+        },
+        {
+            "name": "mesh_names",
+            "task": "causal-lm",
+            "path": ckpt["llama"],
+            "mesh": [2, 2],
+            "mesh_names": ["dp", "tp"],
+            "inputs": CAUSAL,
         },
     ]
 
@@ -159,6 +190,24 @@ def test_two_ranks_equal_one_process(two_ranks, checkpoints, name):
     check_against_one_process(two_ranks, spec_of(checkpoints, name))
 
 
+@pytest.mark.parametrize("name", ["llama", "qwen3", "llama_kv1"])
+def test_gradients_of_each_shard_equal_one_process(two_ranks, checkpoints, name):
+    """Training through the split: the colwise inputs' gradients are summed, q/k norms and shared kv heads too."""
+    spec = spec_of(checkpoints, name)
+    model = factory.build(spec["task"], spec["path"])
+    ids = torch.tensor(spec["inputs"]["input_ids"])
+    with torch.enable_grad():
+        model(input_ids=ids, attention_mask=torch.tensor(spec["inputs"]["attention_mask"]), labels=ids).loss.backward()
+    for rank, results in enumerate(two_ranks):
+        got = results[name]
+        assert set(got["grads"]) == {n for n, _ in model.named_parameters()}
+        for param, grad in got["grads"].items():
+            boxes, dim = got["boxes"][param]
+            full = model.get_parameter(param).grad
+            want = torch.cat([full[tuple(slice(a, b) for a, b in box)] for box in boxes], dim=dim)
+            torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-6, msg=f"rank {rank}: {param}")
+
+
 def test_tied_odd_vocabulary_is_split_unevenly_and_stays_tied(two_ranks):
     shapes = [r["llama"]["params"] for r in two_ranks]
     assert [s["model.embed_tokens.weight"] for s in shapes] == [("DTensor", (51, 32)), ("DTensor", (50, 32))]
@@ -196,9 +245,29 @@ def test_kv_heads_that_cannot_split_are_refused_before_any_read(two_ranks):
         assert "registry.d/models/llama.yaml:" in got["message"]
 
 
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("tp_not_world", "tp_size=3, but the default process group has 2 ranks"),
+        ("device_not_backend", "device='meta' conflicts with the gloo process group, whose ranks build on cpu"),
+    ],
+)
+def test_a_mesh_that_does_not_fit_the_process_group_is_refused(two_ranks, name, message):
+    for results in two_ranks:
+        got = results[name]
+        assert got["error"] == "ParallelError" and message in got["message"] and got["slices_read"] == 0
+
+
 def test_fsdp2_with_tensor_parallel_inside_on_a_2d_mesh(four_ranks, checkpoints):
     check_against_one_process(four_ranks, spec_of(checkpoints, "fsdp_tp", four=True))
     check_against_one_process(four_ranks, spec_of(checkpoints, "fsdp_tp_qwen3", four=True))
+
+
+def test_a_2d_mesh_needs_its_dimension_names(four_ranks):
+    for results in four_ranks:
+        got = results["mesh_names"]
+        assert got["error"] == "ParallelError" and "named ('dp', 'tp')" in got["message"]
+        assert "('dp_shard', 'tp')" in got["message"]
 
 
 def test_kv_heads_below_tp_on_four_ranks(four_ranks, checkpoints):

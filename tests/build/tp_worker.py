@@ -48,11 +48,14 @@ def run(scenario: dict[str, Any]) -> dict[str, Any]:
     try:
         options: dict[str, Any] = {}
         if scenario.get("mesh"):
-            options["mesh"] = init_device_mesh("cpu", tuple(scenario["mesh"]), mesh_dim_names=("dp_shard", "tp"))
+            names = tuple(scenario.get("mesh_names", ("dp_shard", "tp")))
+            options["mesh"] = init_device_mesh("cpu", tuple(scenario["mesh"]), mesh_dim_names=names)
         elif scenario.get("mesh_1d"):
             options["mesh"] = init_device_mesh("cpu", (dist.get_world_size(),))
         else:
             options["tp_size"] = scenario.get("tp", dist.get_world_size())
+        if "device" in scenario:
+            options["device"] = scenario["device"]
         try:
             model = factory.build(scenario["task"], scenario["path"], **options)
         except factory.FactoryError as err:
@@ -66,6 +69,15 @@ def run(scenario: dict[str, Any]) -> dict[str, Any]:
     out["logits"] = result.logits
     if scenario.get("generate"):
         out["generated"] = model.generate(**inputs, max_new_tokens=scenario["generate"])
+    if scenario.get("backward"):  # training: every rank's gradients of its own shards
+        with torch.enable_grad():
+            model(**inputs, labels=inputs["input_ids"]).loss.backward()
+        rank, world = dist.get_rank(), dist.get_world_size()
+        out["grads"] = {
+            n: (p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad).clone()
+            for n, p in model.named_parameters()
+        }
+        out["boxes"] = {t.name: (t.boxes(world, rank), t.placement.dim) for t in model.factory_shard_plan.tensors}
     report = getattr(model, "factory_load_report", None)
     shard_plan = getattr(model, "factory_shard_plan", None)
     if report is not None and shard_plan is not None and not scenario.get("mesh"):

@@ -47,3 +47,17 @@ def test_the_generator_writes_divisibility_checks_where_heads_are_split(table):
     ]
     phi3 = table.architectures["phi3"].parallel_for("transformers")  # fused qkv gathered: heads not split per rank
     assert phi3.divisible == ()
+
+
+def test_the_style_vocabulary_is_transformers_and_the_schemas():
+    import json
+
+    from transformers.distributed.parallel_utils import ALL_PARALLEL_STYLES
+
+    from factory.build import plan as P
+    from factory.registry import schemas
+
+    assert set(ALL_PARALLEL_STYLES) == set(P.TRANSFORMERS_STYLES)
+    assert set(schemas.schema("architecture")["$defs"]["tp_style"]["enum"]) == set(P.TRANSFORMERS_STYLES)
+    assert P.NATIVE_STYLES < P.TRANSFORMERS_STYLES
+    json.dumps(sorted(P.NATIVE_STYLES))
