@@ -480,7 +480,7 @@ def tp_plan(
 
     fields = {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else set()
     shards_heads = any(k.rsplit(".", 1)[-1] in KEY_PROJECTIONS and v == "colwise" for k, v in plan.items())
-    divisible = [key for key in ("num_attention_heads", "num_key_value_heads") if shards_heads and key in fields]
+    divisible: list[str] = [k for k in ("num_attention_heads", "num_key_value_heads") if shards_heads and k in fields]
     return plan, divisible
 
 

@@ -116,8 +116,10 @@ def _parallel(data: dict, prov) -> ParallelPlan:
     section = data["parallel"]
     tp = []
     for path, value in section.get("tp", {}).items():
-        spec = {"style": value} if isinstance(value, str) else value
-        tp.append(PlanEntry(path, spec["style"], prov("parallel", "tp", path), spec.get("parts")))
+        if isinstance(value, str):
+            tp.append(PlanEntry(path, value, prov("parallel", "tp", path)))
+        else:
+            tp.append(PlanEntry(path, value["style"], prov("parallel", "tp", path), int(value["parts"])))
     divisible = []
     for key, value in section.get("divisible", {}).items():
         spec = {"by": value} if isinstance(value, str) else value

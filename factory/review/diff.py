@@ -520,15 +520,16 @@ def _keyed_changes(
         if a is not None and b is not None and a.content() == b.content():
             continue
         if a is None:
+            assert b is not None
             change, summary = "added", f"{arch}: {what} {b.describe()} added"
         elif b is None:
             change = "removed"
             summary = f"{arch}: {what} {a.describe()} removed" + (" (now replicated)" if what == "tp" else "")
         else:
-            brief = (
-                (lambda item: item.describe().partition(": ")[2]) if what == "tp" else (lambda item: item.describe())
-            )
-            change, summary = "changed", f"{arch}: {what} {key}: {brief(a)} -> {brief(b)}"
+            old_text, new_text = a.describe(), b.describe()
+            if what == "tp":  # "path: style" -> the styles
+                old_text, new_text = old_text.partition(": ")[2], new_text.partition(": ")[2]
+            change, summary = "changed", f"{arch}: {what} {key}: {old_text} -> {new_text}"
         yield Change(
             "parallel",
             change,
