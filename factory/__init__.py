@@ -25,12 +25,13 @@ _LAZY = {
     "registry": ("factory.registry.loader", "registry"),
     "Table": ("factory.registry.table", "Table"),
     "build": ("factory.build.builder", "build"),
+    "plan": ("factory.build.builder", "plan"),
     "explain": ("factory.build.resolve", "explain"),
     "save": ("factory.build.saving", "save"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build.builder import build
+    from .build.builder import build, plan
     from .build.resolve import explain
     from .build.saving import save
     from .registry.loader import load_registry, registry
@@ -85,4 +86,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["FactoryError", "Table", "__version__", "build", "explain", "load_registry", "registry", "save"]
+__all__ = ["FactoryError", "Table", "__version__", "build", "explain", "load_registry", "plan", "registry", "save"]

@@ -141,6 +141,14 @@ class ConfigError(FactoryError):
     """A checkpoint's config.json is missing, malformed or cannot be dispatched."""
 
 
+class ModelTooLargeError(FactoryError, MemoryError):
+    """A model does not fit the free memory of its target device; raised before anything is allocated."""
+
+
+class ParallelError(FactoryError):
+    """A tensor-parallel or FSDP build cannot be done as asked (plan, mesh, divisibility, process group)."""
+
+
 class ModelInputError(FactoryError, ValueError):
     """A built model (or its ``generate``) was called with inputs it cannot use: wrong shapes, missing or
     conflicting arguments."""

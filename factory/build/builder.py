@@ -11,16 +11,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory.build import records
 from factory.build.resolve import Resolution, explain, resolve, task_kind
 from factory.build.targets import import_target
-from factory.errors import CheckpointError, ConfigError, FactoryError
+from factory.errors import CheckpointError, ConfigError, FactoryError, ParallelError
 from factory.models.configuration import CODE_KEYS, check_size
 from factory.registry.table import Registration, Table
 
-__all__ = ["build", "build_from_resolution", "explain"]
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.build.plan import ShardPlan
+
+__all__ = ["build", "build_from_resolution", "explain", "plan"]
 
 
 class FactoryDeprecationWarning(FutureWarning):
@@ -42,6 +45,8 @@ def build(
     token: str | bool | None = None,
     allow_pickle: bool = False,
     registry: Table | None = None,
+    tp_size: int | None = None,
+    mesh: Any = None,
 ) -> Any:
     """Build ``task`` (a model task or a component) from ``name``.
 
@@ -50,6 +55,11 @@ def build(
     repo id, tried in that order. ``dtype``: the argument, else the config's
     ``torch_dtype``/``dtype``, else float32; ``"auto"`` means the config's.
     ``weights=False`` gives a freshly initialised model of the checkpoint's config.
+
+    Under ``torchrun``: ``tp_size=N`` splits the model over a 1-D mesh of the initialised
+    default process group with the architecture's parallel plan; ``mesh=DeviceMesh`` over that
+    mesh (1-D: tensor parallel; 2-D named ``("dp_shard", "tp")``: FSDP2 over ``dp_shard`` with
+    tensor parallel inside). Each rank reads only its own slices of the checkpoint.
     """
     from factory.registry.loader import registry as default_registry
 
@@ -73,6 +83,8 @@ def build(
         config_overrides=config_overrides,
         strict=strict,
         allow_pickle=allow_pickle,
+        tp_size=tp_size,
+        mesh=mesh,
     )
 
 
@@ -86,6 +98,8 @@ def build_from_resolution(
     config_overrides: Mapping[str, Any] | None = None,
     strict: bool = True,
     allow_pickle: bool = False,
+    tp_size: int | None = None,
+    mesh: Any = None,
 ) -> Any:
     """Build the object a :class:`Resolution` describes."""
     reg = res.registration
@@ -105,6 +119,12 @@ def build_from_resolution(
         )
     overrides = dict(config_overrides or {})
     kind = task_kind(table, res.task)
+    parallel = tp_size is not None or mesh is not None
+    if parallel and kind != "model":
+        raise ParallelError(
+            f"tp_size/mesh split models; {res.task!r} is a {kind}",
+            hint=f"build the {res.task} without tp_size and mesh (every rank builds its own)",
+        )
     if reg.builder == "transformers":
         from factory.build import transformers_builder as hf_builder
 
@@ -120,11 +140,31 @@ def build_from_resolution(
             overrides=overrides,
             strict=strict,
             allow_pickle=allow_pickle,
+            tp_size=tp_size,
+            mesh=mesh,
+            plan=table.parallel_plan(reg),
         )
     elif kind == "config":
         obj = make_config(import_target(reg), res.config, overrides, res)
     elif kind == "component":
         obj = _build_component(import_target(reg), res, overrides)
+    elif parallel:
+        from factory.build import parallel as PAR
+
+        config = _config_for(table, res, overrides)
+        obj = PAR.build_parallel(
+            import_target(reg),
+            config,
+            PAR.require_checkpoint(res.directory, weights, repr(res.name)),
+            plan=table.parallel_plan(reg),
+            task=res.task,
+            target=reg.target,
+            dtype=resolve_dtype(dtype, config, res.config, res.config_file),
+            tp_size=tp_size,
+            mesh=mesh,
+            device=device,
+            strict=strict,
+        )
     else:
         obj = _build_native_model(
             table,
@@ -155,7 +195,7 @@ def _warn_deprecated(reg: Registration, res: Resolution) -> None:
     )
 
 
-def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str, Any], res: Resolution) -> Any:
+def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str, Any], res: Resolution | None) -> Any:
     """Build a registered config class from a ``config.json`` dict plus overrides."""
     from_dict = getattr(config_cls, "from_dict", None)
     try:
@@ -164,11 +204,11 @@ def make_config(config_cls: Any, data: Mapping[str, Any], overrides: Mapping[str
         clean = {k: v for k, v in data.items() if k not in CODE_KEYS and k != "model_type"}
         return config_cls(**{**records.without_metadata(config_cls, clean), **overrides})
     except FactoryError as err:
-        raise err.located(res.config_file or res.registration.provenance.file) from None
+        raise err.located(res.config_file or res.registration.provenance.file) if res is not None else err from None
     except Exception as exc:  # a config class rejecting the values
         raise ConfigError(
             f"cannot build {config_cls.__qualname__} from config.json: {type(exc).__name__}: {exc}",
-            file=res.config_file,
+            file=res.config_file if res is not None else None,
             hint="check the config values against the architecture",
         ) from None
 
@@ -232,6 +272,7 @@ def _build_native_model(
 ) -> Any:
     from factory.build import meta
     from factory.build import weights as W
+    from factory.build.placement import resolve_device
 
     config = _config_for(table, res, overrides)
     torch_dtype = resolve_dtype(dtype, config, res.config, res.config_file)
@@ -243,6 +284,11 @@ def _build_native_model(
         return records.record(fresh, config, res.directory)
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = _constructed(lambda: meta.empty_model(model_cls, config, dtype=torch_dtype), model_cls, res)
+    meta.check_fits(
+        meta.model_bytes(model, torch_dtype),
+        resolve_device(device),
+        what=f"{model_cls.__qualname__} from {res.directory} in {str(torch_dtype).removeprefix('torch.')}",
+    )
     try:
         report = W.load_weights(
             model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle
@@ -317,7 +363,81 @@ def _build_transformers(table: Table, target: Any, res: Resolution, kind: str, *
         allow_pickle=options["allow_pickle"],
         strict=options["strict"],
         config_cls=hf_builder.pack_config(table, res.architecture),
+        tp_size=options["tp_size"],
+        mesh=options["mesh"],
+        plan=options["plan"],
     )
+
+
+def plan(
+    task: str,
+    name: str | Path,
+    *,
+    tp_size: int,
+    dtype: Any = None,
+    revision: str | None = None,
+    weights: bool = True,
+    config_overrides: Mapping[str, Any] | None = None,
+    local_files_only: bool | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    registry: Table | None = None,
+) -> ShardPlan:
+    """What ``build(task, name, tp_size=tp_size)`` will do on each rank, without building it.
+
+    Without ``torch.distributed`` and without reading a tensor (safetensors headers only): every
+    tensor's placement, the bytes each rank reads and holds, what is replicated, and the problems
+    (divisibility, styles the builder cannot apply) that would make the build refuse, each citing
+    the parallel plan's ``file:line``. A Hub repo id is downloaded as ``build`` would download it.
+    """
+    from factory.build import meta
+    from factory.build import plan as P
+    from factory.build import weights as W
+    from factory.paths import display_path
+    from factory.registry.loader import registry as default_registry
+
+    table = registry if registry is not None else default_registry()
+    res = resolve(
+        table, task, name, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+    )
+    kind = task_kind(table, res.task)
+    if kind != "model":
+        raise ParallelError(f"tensor parallelism splits models; {res.task!r} is a {kind}")
+    reg = res.registration
+    overrides = dict(config_overrides or {})
+    if reg.builder == "transformers":
+        from factory.build import transformers_builder as hf_builder
+
+        model, config, torch_dtype = hf_builder.meta_model(
+            hf_builder.import_target(reg),
+            res.directory,
+            dtype=dtype,
+            config_overrides=overrides,
+            config_cls=hf_builder.pack_config(table, res.architecture),
+        )
+    else:
+        config = _config_for(table, res, overrides)
+        torch_dtype = resolve_dtype(dtype, config)
+        model = meta.empty_model(import_target(reg), config, dtype=torch_dtype)
+        meta.apply_ties(model, meta.tie_map(model))
+    checkpoint = None
+    if res.directory is not None and weights:
+        files = W.find_weight_files(res.directory)
+        checkpoint = W.match_checkpoint(model, files, strict=True)
+    sp = P.compute(
+        model,
+        table.parallel_plan(reg),
+        config,
+        tp_size,
+        task=res.task,
+        target=reg.target,
+        builder=reg.builder,
+        dtype=torch_dtype,
+        checkpoint=checkpoint,
+    )
+    if checkpoint is not None and res.directory is not None:
+        sp.checkpoint = display_path(res.directory)
+    return sp
 
 
 def _attach_provenance(obj: Any, res: Resolution) -> None:

@@ -1,8 +1,12 @@
-"""Constructing a model without allocating its weights, and giving parameters real memory later.
+"""Constructing a model without allocating anything, and giving its tensors real memory later.
 
-``empty_model`` builds ``ModelClass(config)`` with its parameters on the meta device; ``materialise``
-gives chosen parameters real memory and initialises them; ``tie_map`` / ``apply_ties`` keep tied
-parameters one object; ``move_buffers`` puts buffers where the weights went.
+``empty_model`` builds ``ModelClass(config)`` under ``torch.device("meta")``: every parameter and
+buffer is a meta tensor, whatever the model's size, and no initialiser runs. Buffers a module
+computes in ``__init__`` (rotary frequencies, position ids, masks) are then recreated for real by
+``init_buffers``, through the model contract's ``reset_buffers()``; ``materialise`` gives chosen
+parameters real memory and initialises them; ``tie_map`` / ``apply_ties`` keep tied parameters one
+object; ``move_buffers`` puts buffers where the weights went; ``model_bytes`` / ``check_fits`` say
+before any allocation whether the model fits where it is going.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from factory.build.placement import resolve_device, resolve_dtype
-from factory.errors import FactoryError
+from factory.build.placement import available_memory, format_bytes, resolve_device, resolve_dtype
+from factory.errors import FactoryError, ModelTooLargeError
 
 
 class ModelContractError(FactoryError):
@@ -24,27 +28,6 @@ class ModelContractError(FactoryError):
 
 
 _META_LOCK = threading.RLock()
-
-
-@contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Every parameter registered by *this thread* goes to the meta device; buffers stay real."""
-    original = nn.Module.register_parameter
-    owner = threading.get_ident()
-
-    def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta" and threading.get_ident() == owner:
-            meta = type(param)(param.detach().to("meta"), requires_grad=param.requires_grad)
-            meta.__dict__.update(param.__dict__)
-            param = meta
-        original(module, name, param)
-
-    with _META_LOCK, _skip_init():
-        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign,assignment]
-        try:
-            yield
-        finally:
-            nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
 _INIT_FUNCTIONS = (
@@ -108,13 +91,103 @@ def _default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
 
 
 def empty_model(model_cls: type[nn.Module], config: Any, *, dtype: torch.dtype | str | None = None) -> nn.Module:
-    """``model_cls(config)`` with parameters on the meta device and real buffers: no weight init runs.
+    """``model_cls(config)`` on the meta device: parameters and buffers allocate nothing, no init runs.
 
     With ``dtype``, floating tensors created without an explicit dtype (parameters and
-    buffers) use it, as transformers does.
+    buffers) use it, as transformers does. Computed buffers are meta too until
+    :func:`init_buffers` recreates them.
     """
-    with _default_dtype(resolve_dtype(dtype)), _parameters_on_meta():
+    with _META_LOCK, _default_dtype(resolve_dtype(dtype)), _skip_init(), torch.device("meta"):
         return model_cls(config)
+
+
+@torch.no_grad()
+def init_buffers(model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> list[str]:
+    """Recreate, on ``device``, the buffers of every module that declares ``reset_buffers()``.
+
+    The model contract: a module whose ``__init__`` computes buffers (``inv_freq``, position ids,
+    masks) defines ``reset_buffers(self)``, which writes their values in place and does nothing
+    while they are meta. Each meta buffer of such a module is given real, uninitialised memory of
+    its shape and dtype, then the module's ``reset_buffers()`` fills it. Returns the buffers
+    recreated. Nothing happens for a ``meta`` target.
+    """
+    if device.type == "meta":
+        return []
+    done: list[str] = []
+    for module_name, module in model.named_modules():
+        reset = getattr(module, "reset_buffers", None)
+        if not callable(reset):
+            continue
+        names = [n for n, b in module._buffers.items() if b is not None and b.is_meta]
+        if not names:
+            continue
+        for name in names:
+            old = module._buffers[name]
+            assert old is not None
+            module._buffers[name] = torch.empty(old.shape, dtype=old.dtype, device=device)
+        with _default_dtype(dtype):
+            reset()
+        done += [f"{module_name}.{n}" if module_name else n for n in names]
+    return done
+
+
+def meta_buffers(model: nn.Module) -> list[str]:
+    """Names of the buffers still on the meta device."""
+    return [n for n, b in model.named_buffers(remove_duplicate=False) if b.is_meta]
+
+
+def check_no_meta(model: nn.Module, device: torch.device) -> None:
+    """:class:`ModelContractError` for parameters or buffers left on meta when ``device`` is real."""
+    if device.type == "meta":
+        return
+    params = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
+    if params:
+        raise ModelContractError(
+            f"{type(model).__name__}: parameters left on the meta device after loading: {', '.join(params[:10])}",
+            hint="a tied or aliased parameter name does not match the model's parameters",
+        )
+    buffers = meta_buffers(model)
+    if buffers:
+        owner = buffers[0].rpartition(".")[0] or "the model"
+        raise ModelContractError(
+            f"{type(model).__name__}: buffers computed in __init__ have no value after meta construction: "
+            f"{', '.join(buffers[:10])}",
+            hint=f"give {owner}'s class a reset_buffers() method that fills them in place (see README: "
+            "'Registering your own model'), or make them persistent so that checkpoints carry them",
+        )
+
+
+def model_bytes(model: nn.Module, dtype: torch.dtype | None = None) -> int:
+    """Bytes the model's parameters and buffers take once real (tied parameters counted once);
+    floating tensors in ``dtype`` when given. Reads shapes only: works on the meta device."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        itemsize = (dtype or tensor.dtype).itemsize if tensor.dtype.is_floating_point else tensor.dtype.itemsize
+        total += tensor.numel() * itemsize
+    return total
+
+
+def check_fits(nbytes: int, device: torch.device, *, what: str, per_rank: bool = False) -> None:
+    """:class:`ModelTooLargeError` when ``nbytes`` exceed the free memory of ``device`` (RAM for the CPU)."""
+    if device.type == "meta":
+        return
+    free = available_memory(device)
+    if free is None or nbytes <= free:
+        return
+    where = "available RAM" if device.type == "cpu" else f"free memory of {device}"
+    raise ModelTooLargeError(
+        f"{what} needs {format_bytes(nbytes)}{' per rank' if per_rank else ''}, more than the "
+        f"{format_bytes(free)} of {where}; nothing was allocated",
+        hint="split it over ranks with tp_size=N under torchrun (factory explain TASK NAME --tp N shows what each "
+        "rank holds), build in a smaller dtype (dtype='bfloat16'), or pass device='meta' for a model without memory",
+        needed=nbytes,
+        available=free,
+        device=str(device),
+    )
 
 
 def fresh_model(
@@ -124,15 +197,34 @@ def fresh_model(
     dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
 ) -> nn.Module:
-    """A freshly initialised model (``_init_weights`` or ``reset_parameters``), tied, on ``device``."""
+    """A freshly initialised model (``_init_weights`` or ``reset_parameters``), tied, on ``device``.
+
+    On the ``meta`` device nothing is allocated or initialised. Elsewhere the model's size is
+    checked against the device's free memory before anything is allocated.
+    """
     dtype = resolve_dtype(dtype)
+    target = resolve_device(device)
     model = empty_model(model_cls, config, dtype=dtype)
     ties = tie_map(model)
-    names = [n for n, p in model.named_parameters() if p.is_meta and n not in ties]
-    materialise(model, names, dtype, resolve_device(device))
     apply_ties(model, ties)
-    move_buffers(model, resolve_device(device))
+    if target.type == "meta":
+        return model
+    check_fits(model_bytes(model, dtype), target, what=f"{type(model).__name__} ({_count(model)} parameters)")
+    names = [n for n, p in model.named_parameters() if p.is_meta and n not in ties]
+    init_buffers(model, target, dtype)
+    materialise(model, names, dtype, target)
+    apply_ties(model, ties)
+    move_buffers(model, target)
+    check_no_meta(model, target)
     return model
+
+
+def _count(model: nn.Module) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
 
 
 def tie_map(model: nn.Module) -> dict[str, str]:
@@ -214,5 +306,5 @@ def apply_ties(model: nn.Module, ties: Mapping[str, str]) -> None:
 def move_buffers(model: nn.Module, device: torch.device) -> None:
     for module in model.modules():
         for name, buf in module._buffers.items():
-            if buf is not None and buf.device != device:
+            if buf is not None and buf.device != device and not buf.is_meta:  # meta ones: check_no_meta
                 module._buffers[name] = buf.to(device)

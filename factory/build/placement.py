@@ -110,3 +110,42 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
             hint=f"use an index below {count()}",
         )
     return result
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a build may still allocate on ``device``: the free memory of an accelerator, the
+    ``MemAvailable`` RAM of the CPU (Linux; elsewhere the free physical pages), ``None`` if unknown."""
+    if device.type == "meta":
+        return None
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        import os
+
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    backend = getattr(torch, device.type, None)
+    mem_get_info = getattr(backend, "mem_get_info", None)
+    if not callable(mem_get_info):
+        return None
+    try:
+        free, _total = mem_get_info(device.index if device.index is not None else 0)
+    except (RuntimeError, AssertionError):
+        return None
+    return int(free)
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``, ``640 B``: a byte count for people."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

@@ -201,6 +201,18 @@ def resolve(
                 _where(reg),
             )
         )
+    parallel = table.parallel_plan(reg) if kind_needed == "model" else None
+    if parallel is not None:
+        parts = [f"{len(parallel.tp)} tensor-parallel rule(s)", f"{len(parallel.divisible)} divisibility check(s)"]
+        if parallel.fsdp:
+            parts.append(f"FSDP units {', '.join(u.path for u in parallel.fsdp)}")
+        steps.append(
+            Step(
+                "parallel plan",
+                f"{', '.join(parts)} for tp_size/mesh builds (--tp N: what each rank reads and holds)",
+                _where(parallel),
+            )
+        )
     config_reg = table.registrations.get(("config", arch))
     if config_reg is not None and task != "config" and kind_needed == "model":
         steps.append(Step("config", f"{config_reg.target}", _where(config_reg)))

@@ -323,6 +323,9 @@ def build_model(
     allow_pickle: bool = False,
     strict: bool = True,
     config_cls: Any = None,
+    tp_size: int | None = None,
+    mesh: Any = None,
+    plan: Any = None,
 ) -> Any:
     """A transformers model: from the checkpoint in ``directory``, or fresh.
 
@@ -330,19 +333,28 @@ def build_model(
     (the architecture's registered transformers config; default: the model's
     ``config_class``). ``weights=False``: a fresh model from the directory's config.
     ``strict``: missing, unexpected or wrongly shaped tensors raise
-    :class:`WeightsMismatchError` (otherwise a warning).
+    :class:`WeightsMismatchError` (otherwise a warning). ``tp_size`` / ``mesh``: through
+    transformers' own tensor parallelism (FSDP2 too on a 2-D mesh) with ``plan``, the
+    architecture's parallel plan from the registry (see :func:`distributed_config`).
     """
     require_transformers(f"model {getattr(model_cls, '__qualname__', model_cls)}")
-    if not _is_hf_config(config_cls):  # a native config registered next to a pack model: not for this class
-        config_cls = getattr(model_cls, "config_class", None)
-    if config_cls is None:
-        raise ConfigError(
-            f"{model_cls.__qualname__} declares no config_class and the architecture registers no transformers config",
-            hint="add a transformers `config:` to the architecture file",
-        )
-    config = build_config(config_cls, directory, config_overrides)
+    config = build_config(_config_class(model_cls, config_cls), directory, config_overrides)
     torch_dtype = _torch_dtype(dtype, config, directory)
     check_size(config, file=Path(directory) / CONFIG_FILE if directory else None)
+    if tp_size is not None or mesh is not None:
+        return _build_distributed(
+            model_cls,
+            directory,
+            config,
+            torch_dtype,
+            weights=weights,
+            device=device,
+            allow_pickle=allow_pickle,
+            strict=strict,
+            tp_size=tp_size,
+            mesh=mesh,
+            plan=plan,
+        )
     try:
         if directory is None or not weights:
             model = _fresh_model(model_cls, config, torch_dtype)
@@ -367,7 +379,9 @@ def build_model(
     return model.eval()
 
 
-def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_pickle: bool, strict: bool) -> Any:
+def _load(
+    model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_pickle: bool, strict: bool, **extra: Any
+) -> Any:
     model, info = model_cls.from_pretrained(
         str(directory),
         config=config,
@@ -377,6 +391,7 @@ def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_
         trust_remote_code=False,
         output_loading_info=True,
         ignore_mismatched_sizes=True,
+        **extra,
     )
     problems = []
     if info.get("missing_keys"):
@@ -394,6 +409,138 @@ def _load(model_cls: Any, directory: Path, config: Any, torch_dtype: Any, allow_
             )
         warnings.warn(message, stacklevel=3)
     return model
+
+
+def _config_class(model_cls: Any, config_cls: Any) -> Any:
+    if not _is_hf_config(config_cls):  # a native config registered next to a pack model: not for this class
+        config_cls = getattr(model_cls, "config_class", None)
+    if config_cls is None:
+        raise ConfigError(
+            f"{model_cls.__qualname__} declares no config_class and the architecture registers no transformers config",
+            hint="add a transformers `config:` to the architecture file",
+        )
+    return config_cls
+
+
+def meta_model(
+    model_cls: Any,
+    directory: Path | None,
+    *,
+    dtype: Any = None,
+    config_overrides: Mapping[str, Any] | None = None,
+    config_cls: Any = None,
+) -> tuple[Any, Any, Any]:
+    """``(model, config, dtype)``: the transformers model of the directory's (or the default) config,
+    constructed on the meta device (nothing allocated, nothing read)."""
+    require_transformers(f"model {getattr(model_cls, '__qualname__', model_cls)}")
+    config = build_config(_config_class(model_cls, config_cls), directory, config_overrides)
+    torch_dtype = _torch_dtype(dtype, config)
+    return _meta_skeleton(model_cls, config, torch_dtype, directory), config, torch_dtype
+
+
+def _meta_skeleton(model_cls: Any, config: Any, torch_dtype: Any, directory: Path | None) -> Any:
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return _fresh_model(model_cls, config, torch_dtype)
+    except FactoryError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"transformers could not construct {model_cls.__qualname__} on the meta device: "
+            f"{type(exc).__name__}: {exc}",
+            file=Path(directory) / "config.json" if directory else None,
+            hint="check the config values against the architecture",
+        ) from None
+
+
+DISTRIBUTED_HINT = "pip install 'factory-registry[distributed]'"
+
+
+def distributed_config(model: Any, plan: Any, tp_size: int, fsdp_size: int | None = None) -> Any:
+    """transformers' ``DistributedConfig`` for ``model`` (meta-built) with the registry's ``plan``.
+
+    The plan's paths are written as transformers keeps them (relative to the base model, or to
+    the task class); they are resolved against the model's own names (``base_model_prefix``
+    added in a head model) and entries naming nothing here (another task's head) are left out.
+    transformers itself adds the task class's own ``_tp_plan`` (``lm_head``) underneath.
+    """
+    import importlib.util
+
+    from transformers.distributed.configuration_utils import DistributedConfig
+
+    from factory.build import plan as P
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise MissingDependencyError(
+            "transformers' tensor-parallel loading needs accelerate, which is not installed",
+            hint=DISTRIBUTED_HINT,
+            package="accelerate",
+        )
+    names = [n for n, _ in model.named_modules()] + [n for n, _ in model.named_parameters()]
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    tp_plan: dict[str, str] = {}
+    for entry in plan.tp if plan is not None else ():
+        for candidate in P.candidate_paths(entry.path, prefix):
+            if P.resolve_path(candidate, names, ""):
+                tp_plan[candidate] = entry.style
+                break
+    return DistributedConfig(tp_size=tp_size, tp_plan=tp_plan, fsdp_size=fsdp_size)
+
+
+def _build_distributed(
+    model_cls: Any,
+    directory: Path | None,
+    config: Any,
+    torch_dtype: Any,
+    *,
+    weights: bool,
+    device: Any,
+    allow_pickle: bool,
+    strict: bool,
+    tp_size: int | None,
+    mesh: Any,
+    plan: Any,
+) -> Any:
+    """A pack model split by transformers' own ``from_pretrained(..., distributed_config=...)``.
+
+    Before transformers reads anything: the process group and mesh, the plan's styles and
+    divisibility rules against the config (a :class:`~factory.errors.ParallelError` naming them).
+    """
+    from factory.build import plan as P
+    from factory.build.parallel import require_checkpoint, resolve_mesh
+
+    where = resolve_mesh(tp_size, mesh, device)
+    directory = require_checkpoint(directory, weights, model_cls.__qualname__)
+    _check_weight_files(directory, allow_pickle)
+    skeleton = _meta_skeleton(model_cls, config, torch_dtype, directory)
+    sp = P.compute(
+        skeleton,
+        plan,
+        config,
+        where.tp_size,
+        task="model",
+        target=model_cls.__qualname__,
+        builder="transformers",
+        dtype=torch_dtype,
+    )
+    sp.raise_problems()
+    dist_config = distributed_config(skeleton, plan, where.tp_size, where.dp_size if where.dp is not None else None)
+    config.base_model_tp_plan = {}  # the registry's plan (in dist_config) is the one that applies
+    try:
+        model = _load(model_cls, directory, config, torch_dtype, allow_pickle, strict, distributed_config=dist_config)
+    except FactoryError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"transformers could not load {model_cls.__qualname__} split over tp_size={where.tp_size}: "
+            f"{type(exc).__name__}: {exc}",
+            file=directory,
+            hint="check the checkpoint files and the parallel plan against the architecture",
+        ) from None
+    model.factory_shard_plan = sp
+    return model.eval()
 
 
 # --- components -------------------------------------------------------------------

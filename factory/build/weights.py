@@ -2,8 +2,8 @@
 
 The loading path keeps one copy of the weights in memory:
 
-* the model comes from :func:`factory.build.meta.empty_model`, with its *parameters* on the
-  meta device, so no random initialisation runs on real memory;
+* the model comes from :func:`factory.build.meta.empty_model`, entirely on the meta device, so
+  nothing is allocated or randomly initialised; computed buffers are recreated by ``reset_buffers``;
 * ``load_weights`` validates every safetensors header, then, where neither the
   dtype nor the device changes, makes each parameter a zero-copy view of a private
   (copy-on-write) memory map of its file; otherwise it reads each tensor once and
@@ -25,7 +25,7 @@ import time
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from torch import nn
 
 from factory.build import progress
 from factory.build.hub import PICKLE_INDEX, PICKLE_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS, read_index
-from factory.build.meta import ModelContractError, apply_ties, materialise, move_buffers, tie_map
+from factory.build.meta import apply_ties, check_no_meta, init_buffers, materialise, move_buffers, tie_map
 from factory.build.placement import ST_DTYPES, resolve_device, resolve_dtype
 from factory.errors import (
     CheckpointError,
@@ -201,22 +201,39 @@ class _Reader:
         self._maps: dict[Path, torch.Tensor] = {}
         self._handles: dict[Path, io.BufferedReader] = {}
         self.zero_copy = 0
+        self.direct = 0  # tensors copied from the map straight to a device
 
     def tensor(self, entry: _Entry, dtype: torch.dtype | None, device: torch.device | None) -> torch.Tensor:
+        """The tensor of ``entry`` in ``dtype`` (floating tensors only) on ``device``.
+
+        CPU without a cast: a zero-copy view of the file's private map. Another device: the
+        map's pages go straight to the device (no intermediate CPU copy) and are cast there.
+        ``meta``: nothing is read. A CPU cast reads the bytes once and casts them.
+        """
         target = dtype if dtype is not None and entry.dtype.is_floating_point else entry.dtype
         if device is not None and device.type == "meta":  # names, shapes and dtypes checked; nothing to read
             return torch.empty(entry.shape, dtype=target, device=device)
         on_cpu = device is None or device.type == "cpu"
         if entry.tensor is not None:
             return entry.tensor.to(device=device, dtype=target)
-        if self._mmap and on_cpu and target == entry.dtype and entry.start % entry.dtype.itemsize == 0:
-            self.zero_copy += 1
-            flat = self._map(entry.file)[entry.start : entry.end]
-            return flat.view(entry.dtype).view(entry.shape)
+        if device is not None and device.type == "meta":
+            return torch.empty(entry.shape, dtype=target, device=device)
+        mapped = self._mmap and entry.start % entry.dtype.itemsize == 0 and entry.nbytes > 0
+        if mapped and (not on_cpu or target == entry.dtype):
+            view = self._map(entry.file)[entry.start : entry.end].view(entry.dtype).view(entry.shape)
+            if on_cpu:
+                self.zero_copy += 1
+                return view
+            self.direct += 1
+            return view.to(device=device).to(dtype=target)
         data = self._read(entry)
         if target != entry.dtype or not on_cpu:
             data = data.to(device=device, dtype=target)
         return data
+
+    def release(self, path: Path) -> None:
+        """Drop the map of ``path`` (its pages stay only where views of it still live)."""
+        self._maps.pop(path, None)
 
     def _map(self, path: Path) -> torch.Tensor:
         if path not in self._maps:
@@ -236,6 +253,63 @@ class _Reader:
         if fh.readinto(buf) != entry.nbytes:
             raise CheckpointError(f"file ended before the data of tensor {entry.key}", file=entry.file)
         return torch.frombuffer(buf, dtype=entry.dtype).view(entry.shape)
+
+
+def read_entries(paths: Sequence[Path], *, allow_pickle: bool = False) -> dict[str, _Entry]:
+    """Every tensor of the checkpoint ``paths``: safetensors headers (validated, no tensor read), or
+    pickle files (only with ``allow_pickle``)."""
+    entries: dict[str, _Entry] = {}
+    for path in paths:
+        if _is_pickle(path):
+            if not allow_pickle:
+                raise PickleRefusedError(
+                    "pickle weights file refused by default (pickle can run arbitrary code)",
+                    file=path,
+                    hint="use safetensors weights, or pass allow_pickle=True",
+                )
+            found = _read_pickle(path)
+        else:
+            found = _read_safetensors_header(path)
+        for key, entry in found.items():
+            if key in entries:
+                raise CheckpointError(
+                    f"tensor {key} appears in both {entries[key].file} and {path}",
+                    file=path,
+                    hint="the shards of this checkpoint are inconsistent; download it again",
+                )
+            entries[key] = entry
+    return entries
+
+
+def match_checkpoint(
+    model: nn.Module, files: Sequence[str | Path], *, strict: bool = True, allow_pickle: bool = False
+) -> CheckpointMatch:
+    """Match the checkpoint's tensors (headers only) to ``model``'s: raises
+    :class:`WeightsMismatchError` under ``strict``, else warns, when they do not fit."""
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise CheckpointError(f"no weight files given to load into {type(model).__name__}")
+    plan = _plan(model, read_entries(paths, allow_pickle=allow_pickle))
+    where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
+    if plan.missing or plan.unexpected or plan.mismatched or plan.wrong_dtype:
+        message = _mismatch_message(model, plan)
+        if strict:
+            raise WeightsMismatchError(
+                message,
+                file=where,
+                missing=plan.missing,
+                unexpected=plan.unexpected,
+                mismatched=plan.mismatched,
+                wrong_dtype=plan.wrong_dtype,
+                hint="check that config.json matches this architecture; pass strict=False to initialise the "
+                "missing tensors and skip the others",
+            )
+        warnings.warn(
+            message + "\nmissing and wrongly shaped tensors were initialised; unexpected ones skipped",
+            WeightsMismatchWarning,
+            stacklevel=3,
+        )
+    return plan
 
 
 # --- the load -----------------------------------------------------------------
@@ -287,53 +361,17 @@ def load_weights(
     if not paths:
         raise CheckpointError(f"no weight files given to load into {type(model).__name__}")
 
-    entries: dict[str, _Entry] = {}
-    for path in paths:
-        if _is_pickle(path):
-            if not allow_pickle:
-                raise PickleRefusedError(
-                    "pickle weights file refused by default (pickle can run arbitrary code)",
-                    file=path,
-                    hint="use safetensors weights, or pass allow_pickle=True",
-                )
-            found = _read_pickle(path)
-        else:
-            found = _read_safetensors_header(path)
-        for key, entry in found.items():
-            if key in entries:
-                raise CheckpointError(
-                    f"tensor {key} appears in both {entries[key].file} and {path}",
-                    file=path,
-                    hint="the shards of this checkpoint are inconsistent; download it again",
-                )
-            entries[key] = entry
-
-    plan = _plan(model, entries)
-    where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
-    if plan.missing or plan.unexpected or plan.mismatched or plan.wrong_dtype:
-        message = _mismatch_message(model, plan)
-        if strict:
-            raise WeightsMismatchError(
-                message,
-                file=where,
-                missing=plan.missing,
-                unexpected=plan.unexpected,
-                mismatched=plan.mismatched,
-                wrong_dtype=plan.wrong_dtype,
-                hint="check that config.json matches this architecture; pass strict=False to initialise the "
-                "missing tensors and skip the others",
-            )
-        warnings.warn(
-            message + "\nmissing and wrongly shaped tensors were initialised; unexpected ones skipped",
-            WeightsMismatchWarning,
-            stacklevel=2,
-        )
-
+    plan = match_checkpoint(model, paths, strict=strict, allow_pickle=allow_pickle)
     bad_shape = {name for name, _, _ in (*plan.mismatched, *plan.wrong_dtype)}
+    init_buffers(model, target_device, dtype)
     with ExitStack() as stack, torch.no_grad():
         reader = _Reader(stack, mmap=mmap)
-        wanted = [(k, e) for k, e in plan.mapped.items() if k not in bad_shape]
-        tensors = {k: reader.tensor(e, dtype, target_device) for k, e in progress.track(wanted, _size, "loading")}
+        tensors = {}
+        ordered = sorted((e.file, e.start, k) for k, e in plan.mapped.items() if k not in bad_shape)
+        for i, (file, _, key) in enumerate(progress.track(ordered, _size_of(plan), "loading")):
+            tensors[key] = reader.tensor(plan.mapped[key], dtype, target_device)
+            if i + 1 == len(ordered) or ordered[i + 1][0] != file:
+                reader.release(file)  # a device load keeps no file pages mapped once a file is done
         model.load_state_dict(tensors, strict=False, assign=True)
         loaded_bytes = sum(e.nbytes for k, e in plan.mapped.items() if k not in bad_shape)
         floating = Counter(t.dtype for t in tensors.values() if t.dtype.is_floating_point)
@@ -343,12 +381,7 @@ def load_weights(
     materialise(model, to_init, dtype, target_device)
     apply_ties(model, plan.ties)
     move_buffers(model, target_device)
-    left = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
-    if left and target_device.type != "meta":
-        raise ModelContractError(
-            f"{type(model).__name__}: parameters left on the meta device after loading: {', '.join(left[:10])}",
-            hint="a tied or aliased parameter name does not match the model's parameters",
-        )
+    check_no_meta(model, target_device)
     return LoadReport(
         files=tuple(paths),
         missing=plan.missing,
@@ -365,8 +398,9 @@ def load_weights(
     )
 
 
-def _size(item: tuple[str, _Entry]) -> int:
-    return item[1].nbytes
+def _size_of(plan: CheckpointMatch) -> Callable[[tuple[Path, int, str]], int]:
+    """The bytes of an ``(file, start, key)`` item of the load order, for the progress bar."""
+    return lambda item: plan.mapped[item[2]].nbytes
 
 
 def _dtype_kind(dtype: torch.dtype) -> str:
@@ -379,7 +413,9 @@ def _dtype_kind(dtype: torch.dtype) -> str:
 
 
 @dataclass
-class _Plan:
+class CheckpointMatch:
+    """How a checkpoint's tensors map onto a model's (see :func:`match_checkpoint`)."""
+
     mapped: dict[str, _Entry]  # model key -> checkpoint entry
     missing: tuple[str, ...]
     unexpected: tuple[str, ...]
@@ -405,7 +441,7 @@ def _patterns(model: nn.Module, attr: str) -> list[re.Pattern[str]]:
     return [re.compile(p) for p in (getattr(model, attr, None) or ())]
 
 
-def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
+def _plan(model: nn.Module, entries: dict[str, _Entry]) -> CheckpointMatch:
     """Match checkpoint keys to model keys: base_model_prefix both ways, ties, ignores, shapes."""
     state = model.state_dict(keep_vars=True)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
@@ -452,10 +488,12 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
         for k, e in mapped.items()
         if e.shape == shapes[k] and _dtype_kind(e.dtype) != _dtype_kind(state[k].dtype)
     )
-    return _Plan(mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries, wrong_dtype)
+    return CheckpointMatch(
+        mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries, wrong_dtype
+    )
 
 
-def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
+def _mismatch_message(model: nn.Module, plan: CheckpointMatch) -> str:
     def listing(title: str, lines: list[str]) -> list[str]:
         if not lines:
             return []

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from factory.cli.output import EXIT_OK, table_from
+from factory.cli.output import EXIT_FINDINGS, EXIT_OK, table_from
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -17,8 +17,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
     chain = explain(
         args.task, args.name, registry=table, revision=args.revision, local_files_only=args.local_files_only
     )
-    print(json.dumps(chain, indent=2, default=str) if args.format == "json" else format_chain(chain))
-    return EXIT_OK
+    if args.tp is None:  # no torch imported
+        print(json.dumps(chain, indent=2, default=str) if args.format == "json" else format_chain(chain))
+        return EXIT_OK
+    from factory.build.builder import plan
+
+    shard_plan = plan(
+        args.task,
+        args.name,
+        tp_size=args.tp,
+        dtype=args.dtype,
+        registry=table,
+        revision=args.revision,
+        local_files_only=args.local_files_only,
+    )
+    if args.format == "json":
+        print(json.dumps({"chain": chain, "plan": shard_plan.as_dict()}, indent=2, default=str))
+    else:
+        print(format_chain(chain) + "\n\n" + str(shard_plan))
+    return EXIT_FINDINGS if shard_plan.problems else EXIT_OK
+
+
+def _tp_size(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--tp must be a positive integer, got {text}")
+    return value
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -69,6 +93,13 @@ def add_parsers(verb: Any) -> None:
         if name == "explain":
             p.add_argument("--no-build", action="store_true", help="accepted for clarity: explain never builds")
             p.add_argument("--format", choices=("text", "json"), default="text")
+            p.add_argument(
+                "--tp",
+                type=_tp_size,
+                metavar="N",
+                help="also say what each of N tensor-parallel ranks will read and hold (headers only)",
+            )
+            p.add_argument("--dtype", help="with --tp: the dtype to count bytes in (default: the config's)")
         else:
             p.add_argument("--dry-run", action="store_true", help="explain instead of building")
             p.add_argument("--dtype", help="float32, bfloat16, float16, ...")

@@ -10,7 +10,7 @@ from typing import Any
 
 from factory.cli.output import EXIT_FINDINGS, EXIT_OK, print_table, table_from
 from factory.paths import display_path
-from factory.registry.table import Registration, Table
+from factory.registry.table import ParallelPlan, Provenance, Registration, Table
 from factory.review.findings import finding_dict, format_findings
 from factory.review.selection import select_paths
 
@@ -134,7 +134,46 @@ def show_architecture(table: Table, name: str) -> dict[str, Any]:
         ],
         "registrations": [registration_row(r) for r in regs],
         "checkpoints": sorted(c.name for c in table.checkpoints.values() if c.architecture == name),
+        "parallel": [plan_dict(p) for p in arch.parallel],
     }
+
+
+def _at(prov: Provenance) -> str:
+    return f"{display_path(prov.file)}:{prov.line}"
+
+
+def plan_dict(plan: ParallelPlan) -> dict[str, Any]:
+    """A parallel plan as ``show`` prints it, every rule with its file:line."""
+    out: dict[str, Any] = {
+        "builder": plan.builder,
+        "defined_at": _at(plan.provenance),
+        "tp": [{"path": e.path, "style": e.style, "parts": e.parts, "defined_at": _at(e.provenance)} for e in plan.tp],
+        "divisible": [{"rule": r.describe(), "defined_at": _at(r.provenance)} for r in plan.divisible],
+        "fsdp": [{"path": u.path, "defined_at": _at(u.provenance)} for u in plan.fsdp],
+    }
+    if plan.override:
+        out["override"] = plan.override
+    if plan.shadows:
+        out["shadows"] = [_at(s.provenance) for s in plan.shadows]
+    return out
+
+
+def print_plan(info: dict[str, Any], indent: str = "  ") -> None:
+    """The text form of :func:`plan_dict`."""
+    print(
+        f"{indent}builder {info['builder']}  [{info['defined_at']}]"
+        + (f"  (override: {info['override']})" if info.get("override") else "")
+    )
+    width = max((len(e["path"]) for e in info["tp"]), default=0)
+    for e in info["tp"]:
+        style = e["style"] + (f" ({e['parts']} parts)" if e.get("parts") else "")
+        print(f"{indent}  tp    {e['path']:<{width}}  {style}  [{e['defined_at']}]")
+    for r in info["divisible"]:
+        print(f"{indent}  check {r['rule']}  [{r['defined_at']}]")
+    for u in info["fsdp"]:
+        print(f"{indent}  fsdp  {u['path']}  [{u['defined_at']}]")
+    for s in info.get("shadows", ()):
+        print(f"{indent}  shadows the plan at {s}")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -158,6 +197,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {'':<28} shadows {s}")
     if info["checkpoints"]:
         print("named checkpoints: " + ", ".join(info["checkpoints"]))
+    if info["parallel"]:
+        print("parallel plans:")
+        for plan in info["parallel"]:
+            print_plan(plan)
     return EXIT_OK
 
 

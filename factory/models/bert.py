@@ -167,8 +167,8 @@ class BertSelfAttention(nn.Module):
         is_causal: bool,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch, seq_len, hidden = hidden_states.shape
-        shape = (batch, seq_len, self.num_heads, self.head_dim)
+        batch, seq_len, _ = hidden_states.shape
+        shape = (batch, seq_len, -1, self.head_dim)  # -1 heads: a tensor-parallel rank holds a share of them
         q = self.query(hidden_states).view(shape).transpose(1, 2)
         k = self.key(hidden_states).view(shape).transpose(1, 2)
         v = self.value(hidden_states).view(shape).transpose(1, 2)
@@ -185,7 +185,7 @@ class BertSelfAttention(nn.Module):
             out = F.dropout(probs, dropout_p, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
-        return out.transpose(1, 2).reshape(batch, seq_len, hidden), probs
+        return out.transpose(1, 2).reshape(batch, seq_len, -1), probs
 
 
 class BertSelfOutput(nn.Module):

@@ -116,7 +116,7 @@ class Conv1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.addmm(self.bias, x.reshape(-1, x.size(-1)), self.weight)
-        return out.view(*x.shape[:-1], self.nf)
+        return out.view(*x.shape[:-1], -1)  # -1: a tensor-parallel rank holds a share of the outputs
 
 
 class GPT2Attention(nn.Module):
@@ -147,9 +147,8 @@ class GPT2Attention(nn.Module):
         layer_past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         batch, seq, _ = hidden_states.shape
-        q, k, v = (
-            t.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
-            for t in self.c_attn(hidden_states).split(self.embed_dim, dim=2)
+        q, k, v = (  # -1 heads: a tensor-parallel rank holds a share of them
+            t.view(batch, seq, -1, self.head_dim).transpose(1, 2) for t in self.c_attn(hidden_states).chunk(3, dim=2)
         )
         if layer_past is not None:
             k = torch.cat([layer_past[0], k], dim=2)
@@ -167,7 +166,7 @@ class GPT2Attention(nn.Module):
             is_causal=is_causal,
             scale=self.scaling,
         ).to(dtype)
-        out = out.transpose(1, 2).reshape(batch, seq, self.embed_dim)
+        out = out.transpose(1, 2).reshape(batch, seq, -1)
         return self.resid_dropout(self.c_proj(out)), present
 
 

@@ -348,8 +348,17 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.config = config
         self.rope_type = config.rope_parameters["rope_type"]
-        inv_freq, self.attention_scaling = rope_frequencies(config)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.attention_scaling = 1.0
+        self.register_buffer("inv_freq", torch.empty(_head_dim(config) // 2, dtype=torch.float32), persistent=False)
+        self.reset_buffers()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Compute ``inv_freq`` (and the cos/sin scale) in place; a no-op on the meta device (model contract)."""
+        if self.inv_freq.is_meta:
+            return
+        inv_freq, self.attention_scaling = rope_frequencies(self.config)
+        self.inv_freq.copy_(inv_freq)
 
     def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
         # Module.to(dtype) would cast the frequencies; keep them float32 and only follow the device.
@@ -457,6 +466,12 @@ class Attention(nn.Module):
         q = apply_rotary(q.transpose(1, 2), cos, sin)
         k = apply_rotary(k.transpose(1, 2), cos, sin)
         if past is not None:
+            if past[0].shape[1] != k.shape[1]:  # heads of this rank's shard under tensor parallelism
+                raise ModelInputError(
+                    f"past_key_values of layer {self.layer_idx} have {past[0].shape[1]} key/value heads, this "
+                    f"attention computes {k.shape[1]}",
+                    hint="pass back the past_key_values this model returned with use_cache=True",
+                )
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
         out = self._attend(q, k, v, mask)
@@ -465,10 +480,12 @@ class Attention(nn.Module):
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         dropout = self.dropout if self.training else 0.0
         batch, heads, seq, dim = q.shape
-        if self.groups > 1 and seq == 1:
+        kv_heads = k.shape[1]  # from the tensors: a tensor-parallel rank holds a share of the heads
+        groups = heads // kv_heads
+        if groups > 1 and seq == 1:
             # One query token: fold the query heads of each group onto the sequence axis, no key/value copies.
             out = F.scaled_dot_product_attention(
-                q.reshape(batch, self.num_kv_heads, self.groups, dim),
+                q.reshape(batch, kv_heads, groups, dim),
                 k,
                 v,
                 attn_mask=mask,
@@ -476,10 +493,10 @@ class Attention(nn.Module):
                 scale=self.scaling,
             )
             return out.reshape(batch, heads, 1, dim)
-        gqa = self.groups > 1
+        gqa = groups > 1
         if gqa and mask is not None and q.device.type != "cpu":
             # Accelerator kernels refuse enable_gqa with a mask and fall back to math; repeat instead.
-            k, v = k.repeat_interleave(self.groups, dim=1), v.repeat_interleave(self.groups, dim=1)
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
             gqa = False
         return F.scaled_dot_product_attention(
             q,
@@ -652,11 +669,11 @@ class DecoderModel(_PreTrained):
                 hint="pass back the past_key_values this model returned with use_cache=True",
             )
         key = past_key_values[0][0]
-        want = (batch, self.config.num_key_value_heads, _head_dim(self.config))
-        if key.dim() != 4 or (key.shape[0], key.shape[1], key.shape[3]) != want:
+        want = (batch, _head_dim(self.config))  # the heads are checked per layer (a rank holds a share of them)
+        if key.dim() != 4 or (key.shape[0], key.shape[3]) != want:
             raise ModelInputError(
                 f"past_key_values tensors must be [batch, kv_heads, seq, head_dim] with "
-                f"(batch, kv_heads, head_dim) = {want}, got {tuple(key.shape)}",
+                f"(batch, head_dim) = {want}, got {tuple(key.shape)}",
                 hint="pass back the past_key_values this model returned with use_cache=True",
             )
         return key.shape[2]

@@ -177,6 +177,8 @@ class ArchitectureEntry:
     components: dict[str, str] = field(default_factory=dict)
     lint: dict[str, dict[str, str]] = field(default_factory=dict)  # "config" | task -> {code: reason}
     shares_targets_with: list[str] = field(default_factory=list)
+    tp: dict[str, str] = field(default_factory=dict)  # transformers' tensor-parallel plan: path -> style
+    divisible: list[str] = field(default_factory=list)  # config keys that must divide by tp
 
 
 @dataclass
@@ -403,6 +405,9 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
             if reason:
                 arch.lint[task] = {LINT_CONFIG_CLASS: reason}
 
+    for model_type, arch in archs.items():
+        arch.tp, arch.divisible = tp_plan(arch, config_classes.get(model_type), resolver.classes, skipped)
+
     for component in sorted(COMPONENT_TABLES):
         for model_type, (row, value) in auto_rows(component_table(component), config_names).items():
             picked = _pick(value)
@@ -435,6 +440,48 @@ def _declare_shared_targets(archs: dict[str, ArchitectureEntry]) -> None:
     for arch in archs.values():
         shared = set().union(*(users.get(t, set()) for t in [arch.config, *arch.tasks.values()] if t))
         arch.shares_targets_with = sorted(shared - {arch.name})
+
+
+#: Key projections whose colwise split shards the key/value heads (transformers' ``get_kv_heads_per_rank``).
+KEY_PROJECTIONS = ("k_proj", "qkv_proj", "query_key_value")
+
+
+def tp_plan(
+    arch: ArchitectureEntry, config_cls: Any, classes: dict[str, Any], skipped: list[str]
+) -> tuple[dict[str, str], list[str]]:
+    """transformers' tensor-parallel plan of one architecture, as the pack writes it, and its divisibility keys.
+
+    The plan is the config class's ``base_model_tp_plan`` (paths relative to the base model, which
+    the builder prefixes with ``base_model_prefix`` in a head model), preceded by the
+    ``embed_tokens: embedding_rowwise`` rule transformers adds to every base model with an
+    ``embed_tokens`` embedding (``distributed/mixin.py``), then every task class's own ``_tp_plan``
+    (``lm_head``, ...; relative to that class). Plans that transformers assembles from sub-models
+    at construction (multimodal models) are not in the config classes and not extracted. A key
+    projection split colwise shards the heads: ``num_attention_heads`` and ``num_key_value_heads``
+    (where the config has them) must then divide by tp.
+    """
+    base = dict(getattr(config_cls, "base_model_tp_plan", None) or {}) if config_cls is not None else {}
+    plan: dict[str, str] = {}
+    if base and "embed_tokens" not in base:
+        plan["embed_tokens"] = "embedding_rowwise"
+    plan.update(base)
+    for task in sorted(arch.tasks):
+        cls = classes.get(arch.tasks[task])
+        for key, style in (getattr(cls, "_tp_plan", None) or {}).items():
+            if plan.get(key, style) != style:
+                skipped.append(
+                    f"tp plan / {arch.name}: {task} says {key}: {style}, another task {plan[key]}; kept {plan[key]}"
+                )
+                continue
+            plan[key] = style
+    if not plan:
+        return {}, []
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else set()
+    shards_heads = any(k.rsplit(".", 1)[-1] in KEY_PROJECTIONS and v == "colwise" for k, v in plan.items())
+    divisible: list[str] = [k for k in ("num_attention_heads", "num_key_value_heads") if shards_heads and k in fields]
+    return plan, divisible
 
 
 def auto_rows(table: dict[str, Any], config_names: dict[str, str]) -> dict[str, tuple[str, Any]]:
@@ -524,6 +571,12 @@ def render(arch: ArchitectureEntry, version: str) -> str:
                 f"    dispatch_as: {_scalar(dispatch_as)}",
                 f"    reason: {_scalar(reason)}",
             ]
+    if arch.tp:
+        lines += ["parallel:", "  tp:"]
+        lines += [f"    {_scalar(path)}: {_scalar(style)}" for path, style in arch.tp.items()]
+        if arch.divisible:
+            lines.append("  divisible:")
+            lines += [f"    {key}: tp" for key in arch.divisible]
     return "\n".join(lines) + "\n"
 
 

@@ -28,8 +28,12 @@ from factory.registry.table import (
     Architecture,
     Checkpoint,
     Deprecation,
+    DivisibleRule,
     FrozenDict,
+    FsdpUnit,
     LazyDict,
+    ParallelPlan,
+    PlanEntry,
     Provenance,
     Registration,
     Rule,
@@ -39,7 +43,7 @@ from factory.registry.table import (
 )
 from factory.untrusted import read_bytes
 
-FORMAT = 2
+FORMAT = 3
 KEEP = 8
 #: A cache file of the ~1,000-architecture table is a few MiB.
 MAX_CACHE_BYTES = 256 << 20
@@ -182,7 +186,9 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (Provenance, Deprecation)):
         return [getattr(value, f.name) for f in fields(value)]
-    if isinstance(value, (Task, Registration, Rule, Architecture, Checkpoint)):
+    if isinstance(
+        value, (Task, Registration, Rule, Architecture, Checkpoint, ParallelPlan, PlanEntry, DivisibleRule, FsdpUnit)
+    ):
         return [_plain(getattr(value, f.name)) for f in fields(value)]
     return value
 
@@ -239,10 +245,31 @@ def _rule(v: list[Any]) -> Rule:
     return Rule(arch, _freeze(when), dispatch_as, _prov(prov), reason)
 
 
+def _plan(v: list[Any]) -> ParallelPlan:
+    arch, builder, prov, tp, divisible, fsdp, layer, override, shadows = v
+    return ParallelPlan(
+        arch,
+        builder,
+        _prov(prov),
+        tuple(PlanEntry(path, style, _prov(p), parts) for path, style, p, parts in tp),
+        tuple(DivisibleRule(key, _prov(p), by, otherwise, tuple(mods)) for key, p, by, otherwise, mods in divisible),
+        tuple(FsdpUnit(path, _prov(p)) for path, p in fsdp),
+        layer,
+        override,
+        tuple(_plan(s) for s in shadows),
+    )
+
+
 def _arch(v: list[Any]) -> Architecture:
-    name, summary, files, rules, shares, lint = v
+    name, summary, files, rules, shares, lint, parallel = v
     return Architecture(
-        name, summary, tuple(_prov(p) for p in files), tuple(_rule(r) for r in rules), tuple(shares), _freeze(lint)
+        name,
+        summary,
+        tuple(_prov(p) for p in files),
+        tuple(_rule(r) for r in rules),
+        tuple(shares),
+        _freeze(lint),
+        tuple(_plan(p) for p in parallel),
     )
 
 

@@ -12,6 +12,10 @@ from factory.registry.table import (
     Architecture,
     Checkpoint,
     Deprecation,
+    DivisibleRule,
+    FsdpUnit,
+    ParallelPlan,
+    PlanEntry,
     Provenance,
     Registration,
     Rule,
@@ -103,6 +107,41 @@ def _architecture(data: dict[str, Any], prov: Callable[..., Provenance]) -> Arch
         rules=rules,
         shares_targets_with=tuple(data.get("shares_targets_with", ())),
         lint=_freeze(data.get("lint", {})),
+        parallel=(_parallel(data, prov),) if "parallel" in data else (),
+    )
+
+
+def _parallel(data: dict[str, Any], prov: Callable[..., Provenance]) -> ParallelPlan:
+    """The ``parallel:`` section (schema-validated), each rule with its own file:line."""
+    section = data["parallel"]
+    tp = []
+    for path, value in section.get("tp", {}).items():
+        if isinstance(value, str):
+            tp.append(PlanEntry(path, value, prov("parallel", "tp", path)))
+        else:
+            tp.append(PlanEntry(path, value["style"], prov("parallel", "tp", path), int(value["parts"])))
+    divisible = []
+    for key, value in section.get("divisible", {}).items():
+        spec = {"by": value} if isinstance(value, str) else value
+        divisible.append(
+            DivisibleRule(
+                key,
+                prov("parallel", "divisible", key),
+                spec["by"],
+                spec.get("else", "error"),
+                tuple(spec.get("modules", ())),
+            )
+        )
+    fsdp = [FsdpUnit(path, prov("parallel", "fsdp", i)) for i, path in enumerate(section.get("fsdp", ()))]
+    return ParallelPlan(
+        architecture=data["architecture"],
+        builder=data.get("builder", "native"),
+        provenance=prov("parallel"),
+        tp=tuple(tp),
+        divisible=tuple(divisible),
+        fsdp=tuple(fsdp),
+        layer=data.get("layer", "native"),
+        override=section.get("override"),
     )
 
 

@@ -147,6 +147,10 @@ def merge(
     for arch in architectures:
         prior = arch_map.get(arch.name)
         arch_map[arch.name] = arch if prior is None else combine_architectures(prior, arch)
+    for name, arch in arch_map.items():
+        if arch.parallel:  # one plan per builder: a second one conflicts unless it overrides from a later source
+            plans = _merge_entries(list(arch.parallel), "parallel plan", errors)
+            arch_map[name] = _replace(arch, parallel=tuple(plans[key] for key in sorted(plans)))
     ckpt_map = _merge_entries(checkpoints, "checkpoint", errors)
     for ckpt in ckpt_map.values():
         if ckpt.architecture and ckpt.architecture not in arch_map:
@@ -172,6 +176,7 @@ def combine_architectures(prior: Architecture, arch: Architecture) -> Architectu
         rules=prior.rules + arch.rules,
         shares_targets_with=tuple(sorted({*prior.shares_targets_with, *arch.shares_targets_with})),
         lint=FrozenDict({**arch.lint, **prior.lint}),
+        parallel=prior.parallel + arch.parallel,
     )
 
 

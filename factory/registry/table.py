@@ -218,6 +218,85 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class PlanEntry:
+    """One tensor-parallel rule: module (or parameter) path, ``*`` for any layer index -> style."""
+
+    path: str
+    style: str
+    provenance: Provenance
+    parts: int | None = None  # packed styles: how many equal parts the dimension holds (q|k|v: 3)
+
+    def content(self) -> dict[str, Any]:
+        return {"path": self.path, "style": self.style, "parts": self.parts}
+
+    def describe(self) -> str:
+        return f"{self.path}: {self.style}" + (f" ({self.parts} parts)" if self.parts else "")
+
+
+@dataclass(frozen=True)
+class DivisibleRule:
+    """A config value that must divide by the tensor-parallel size; ``otherwise`` says what happens if not:
+    ``error`` (refused before any read) or ``replicate`` (each rank keeps the units of ``modules`` its
+    shard of the other heads needs, when the value divides tp)."""
+
+    key: str
+    provenance: Provenance
+    by: str = "tp"
+    otherwise: str = "error"
+    modules: tuple[str, ...] = ()
+
+    def content(self) -> dict[str, Any]:
+        return {"key": self.key, "by": self.by, "else": self.otherwise, "modules": list(self.modules)}
+
+    def describe(self) -> str:
+        text = f"{self.key} divisible by {self.by}"
+        if self.otherwise == "replicate":
+            text += f", else replicate {', '.join(self.modules)}"
+        return text
+
+
+@dataclass(frozen=True)
+class FsdpUnit:
+    """A module path (``*`` for any layer index) wrapped as one FSDP2 unit."""
+
+    path: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """An architecture file's ``parallel:`` section: how its ``builder``'s models split over devices."""
+
+    architecture: str
+    builder: str
+    provenance: Provenance
+    tp: tuple[PlanEntry, ...] = ()
+    divisible: tuple[DivisibleRule, ...] = ()
+    fsdp: tuple[FsdpUnit, ...] = ()
+    layer: str = "native"
+    override: str | None = None
+    shadows: tuple[ParallelPlan, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.architecture, self.builder)
+
+    def entry(self, path: str) -> PlanEntry | None:
+        return next((e for e in self.tp if e.path == path), None)
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "builder": self.builder,
+            "layer": self.layer,
+            "override": self.override,
+            "tp": [e.content() for e in self.tp],
+            "divisible": [r.content() for r in self.divisible],
+            "fsdp": [u.path for u in self.fsdp],
+        }
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     summary: str
@@ -225,6 +304,11 @@ class Architecture:
     rules: tuple[Rule, ...] = ()
     shares_targets_with: tuple[str, ...] = ()
     lint: FrozenDict[str, str] = field(default_factory=FrozenDict)
+    parallel: tuple[ParallelPlan, ...] = ()  # at most one per builder
+
+    def parallel_for(self, builder: str) -> ParallelPlan | None:
+        """The parallel plan that applies to registrations built by ``builder``."""
+        return next((p for p in self.parallel if p.builder == builder), None)
 
     def content(self) -> dict[str, Any]:
         return {
@@ -391,6 +475,10 @@ class Table:
             "shadowed_tasks": [s.content() for t in self.tasks.values() for s in t.shadows],
             "checkpoints": [c.content() for c in self.checkpoints.values()],
             "shadowed_checkpoints": [s.content() for c in self.checkpoints.values() for s in c.shadows],
+            "parallel": [p.content() for a in self.architectures.values() for p in a.parallel],
+            "shadowed_parallel": [
+                s.content() for a in self.architectures.values() for p in a.parallel for s in p.shadows
+            ],
         }
 
     def _compute_digest(self) -> str:
@@ -458,6 +546,11 @@ class Table:
             if name in (reg.target, reg.attribute, reg.attribute.rpartition(".")[2])
             or reg.target.replace(":", ".") == name
         ]
+
+    def parallel_plan(self, reg: Registration) -> ParallelPlan | None:
+        """The parallel plan for ``reg``: its architecture's plan for the registration's builder."""
+        arch = self.architectures.get(reg.architecture)
+        return arch.parallel_for(reg.builder) if arch is not None else None
 
     def checkpoint(self, name: str) -> Checkpoint | None:
         return self.checkpoints.get(name)

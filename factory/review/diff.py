@@ -39,11 +39,11 @@ from factory.paths import display_path
 from factory.registry import sources as registry_sources
 from factory.registry.loader import load_sources
 from factory.registry.sources import Source
-from factory.registry.table import Checkpoint, Provenance, Registration, Rule, Table
+from factory.registry.table import Checkpoint, ParallelPlan, Provenance, Registration, Rule, Table
 from factory.registry.yamlio import Document
 from factory.review.selection import has_task_table
 
-SECTIONS = ("task", "alias", "architecture", "registration", "override", "rule", "checkpoint")
+SECTIONS = ("task", "alias", "architecture", "registration", "override", "rule", "parallel", "checkpoint")
 SECTION_TITLES = {
     "task": "Tasks",
     "alias": "Task aliases",
@@ -51,6 +51,7 @@ SECTION_TITLES = {
     "registration": "Registrations",
     "override": "Overrides",
     "rule": "Dispatch rules",
+    "parallel": "Parallel plans",
     "checkpoint": "Named checkpoints",
 }
 BUILTIN_MODES = ("auto", "side", "installed")
@@ -166,6 +167,7 @@ def diff_tables(
     changes += _diff_architectures(old, new)
     changes += _diff_registrations(old, new)
     changes += _diff_rules(old, new)
+    changes += _diff_parallel(old, new)
     changes += _diff_checkpoints(old, new)
     order = {s: i for i, s in enumerate(SECTIONS)}
     changes.sort(key=lambda c: order[c.section])  # stable: keeps key order within a section
@@ -446,6 +448,107 @@ def _diff_rules(old: Table, new: Table) -> Iterable[Change]:
                 old=[r.content() for r in ra],
                 new=[r.content() for r in rb],
             )
+
+
+def _plans(table: Table) -> dict[tuple[str, str], ParallelPlan]:
+    return {p.key: p for a in table.architectures.values() for p in a.parallel}
+
+
+def _diff_parallel(old: Table, new: Table) -> Iterable[Change]:
+    """Parallel plans: a plan added or removed, a style, divisibility rule or FSDP unit changed.
+
+    How a build splits over ranks is part of what it resolves to: every such change is a dispatch change.
+    """
+    plans_a, plans_b = _plans(old), _plans(new)
+    for key in sorted({*plans_a, *plans_b}):
+        a, b = plans_a.get(key), plans_b.get(key)
+        label = f"{key[0]} ({key[1]} builder)"
+        if a is None:
+            assert b is not None
+            yield Change(
+                "parallel",
+                "added",
+                label,
+                f"parallel plan of {label} added: {len(b.tp)} tp rule(s)",
+                True,
+                new_at=_at(b.provenance),
+                new=b.content(),
+            )
+            continue
+        if b is None:
+            yield Change(
+                "parallel",
+                "removed",
+                label,
+                f"parallel plan of {label} removed",
+                True,
+                old_at=_at(a.provenance),
+                old=a.content(),
+            )
+            continue
+        if a.content() == b.content():
+            continue
+        tp_a, tp_b = {e.path: e for e in a.tp}, {e.path: e for e in b.tp}
+        yield from _keyed_changes(f"{label}: ", key[0], "tp", tp_a, tp_b)
+        rules_a, rules_b = {r.key: r for r in a.divisible}, {r.key: r for r in b.divisible}
+        yield from _keyed_changes(f"{label}: divisible ", key[0], "check", rules_a, rules_b)
+        fsdp_a, fsdp_b = [u.path for u in a.fsdp], [u.path for u in b.fsdp]
+        if fsdp_a != fsdp_b:
+            yield Change(
+                "parallel",
+                "changed",
+                f"{label}: fsdp",
+                f"{key[0]}: fsdp units {fsdp_a} -> {fsdp_b}",
+                True,
+                old_at=_at(a.provenance),
+                new_at=_at(b.provenance),
+                old=fsdp_a,
+                new=fsdp_b,
+            )
+        if a.override != b.override:
+            yield Change(
+                "parallel",
+                "changed",
+                f"{label}: override",
+                f"{key[0]}: plan override reason changed",
+                False,
+                old_at=_at(a.provenance),
+                new_at=_at(b.provenance),
+                old=a.override,
+                new=b.override,
+            )
+
+
+def _keyed_changes(
+    prefix: str, arch: str, what: str, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> Iterable[Change]:
+    """Parallel-plan items (``tp`` entries, ``check`` rules) added, removed or changed, key by key."""
+    for key in sorted({*old, *new}):
+        a, b = old.get(key), new.get(key)
+        if a is not None and b is not None and a.content() == b.content():
+            continue
+        if a is None:
+            assert b is not None
+            change, summary = "added", f"{arch}: {what} {b.describe()} added"
+        elif b is None:
+            change = "removed"
+            summary = f"{arch}: {what} {a.describe()} removed" + (" (now replicated)" if what == "tp" else "")
+        else:
+            old_text, new_text = a.describe(), b.describe()
+            if what == "tp":  # "path: style" -> the styles
+                old_text, new_text = old_text.partition(": ")[2], new_text.partition(": ")[2]
+            change, summary = "changed", f"{arch}: {what} {key}: {old_text} -> {new_text}"
+        yield Change(
+            "parallel",
+            change,
+            prefix + key,
+            summary,
+            True,
+            old_at=_at(a.provenance) if a is not None else None,
+            new_at=_at(b.provenance) if b is not None else None,
+            old=a.content() if a is not None else None,
+            new=b.content() if b is not None else None,
+        )
 
 
 def _reason(rule: Rule) -> tuple[str, ...]:

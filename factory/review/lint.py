@@ -10,7 +10,10 @@ as *suppressed*, with that reason::
         lint: {F005: "foo and bar are the same network, registered twice on purpose"}
 
 An architecture file's top-level ``lint:`` applies to all of its entries and
-rules. F001-F003 need ``--import``; the others read the table only.
+rules. F001-F003 and F013 need ``--import`` (F014 in part); the others read the table only.
+F013 builds each native model of an architecture with a parallel plan on the meta device, from
+its default config (nothing is allocated); the pack's plans are transformers' own and are not
+meta-built here.
 
 | code | severity | finding | example that triggers it |
 |------|----------|---------|--------------------------|
@@ -25,6 +28,9 @@ rules. F001-F003 need ``--import``; the others read the table only.
 | F009 | error | a dispatch rule's ``dispatch_as`` is not a registered architecture | ``rules: [{when: {has_key: x}, dispatch_as: nosuch}]`` |
 | F010 | warning | a plugin registers a target outside its own distribution (allowed, flagged) | plugin ``acme-models`` registering ``transformers.models.bert:BertModel`` |
 | F011 | warning | a ``lint:`` suppression that suppresses nothing here, or names an unknown code | ``lint: {F004: "..."}`` on an entry that F004 does not flag |
+| F012 | error, warning | a parallel-plan style the architecture's builder cannot apply (error for the native builder: its builds refuse; warning for the pack) | ``parallel: {tp: {layers.*.norm: sequence_parallel}}`` in a native file |
+| F013 | error | a parallel-plan path that names no module or parameter of any of the architecture's meta-built models, or one its style cannot split (``--import``) | ``layers.*.self_attn.qproj: colwise`` (typo) |
+| F014 | error | a ``divisible`` rule that is not well-formed: its ``modules`` are not tensor-parallel entries of the plan, or (``--import``) its key is not an integer of the config | ``divisible: {num_kv_heads: tp}`` where the config calls it ``num_key_value_heads`` |
 
 Components (tokenizer, feature-extractor, image-processor, processor) are not
 checked by F005: one tokenizer class commonly serves many architectures.
@@ -63,8 +69,13 @@ CODES: dict[str, tuple[str, str]] = {
     "F009": ("error", "dispatch rule names an unregistered architecture"),
     "F010": ("warning", "plugin target outside the plugin's distribution"),
     "F011": ("warning", "lint suppression that suppresses nothing"),
+    "F012": ("error", "parallel-plan style the builder cannot apply"),
+    "F013": ("error", "parallel-plan path that names nothing in the meta-built models, or cannot be split"),
+    "F014": ("error", "divisible rule that is not well-formed"),
 }
-IMPORT_CODES = ("F001", "F002", "F003")
+IMPORT_CODES = ("F001", "F002", "F003", "F013")
+#: What ``validate --import`` reports: the import checks and the plans' divisibility rules.
+VALIDATE_IMPORT_CODES = (*IMPORT_CODES, "F014")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 SEVERITIES = ("error", "warning")
 
@@ -169,6 +180,7 @@ def lint_table(
     _check_file_names(linter)
     _check_rules(linter)
     _check_plugin_targets(linter)
+    _check_plans(linter, imports)
     _check_suppressions(linter, imports)
     return sorted(linter.findings, key=lambda f: (f.file or "", f.line or 0, f.code, f.message))
 
@@ -476,6 +488,117 @@ def _check_plugin_targets(lt: _Linter) -> None:
             )
 
 
+def _check_plans(lt: _Linter, imports: bool) -> None:
+    """F012 (styles), F014 (divisible rules) and, with ``imports``, F013 (paths against meta-built models)."""
+    from factory.build import plan as P
+
+    for arch in lt.table.architectures.values():
+        for plan in arch.parallel:
+            scopes = lt.arch_scopes(arch.name)
+            supported = P.supported_styles(plan.builder)
+            for entry in plan.tp:
+                if entry.style not in supported:
+                    lt.add(
+                        "F012",
+                        f"{arch.name}: parallel style {entry.style!r} of {entry.path} is not applied by the "
+                        f"{plan.builder} builder",
+                        entry.provenance,
+                        scopes,
+                        f"styles it applies: {', '.join(sorted(supported))}",
+                        severity="error" if plan.builder == "native" else "warning",
+                    )
+            paths = {e.path for e in plan.tp}
+            for rule in plan.divisible:
+                for module in rule.modules:
+                    if module not in paths:
+                        lt.add(
+                            "F014",
+                            f"{arch.name}: divisible rule {rule.key} names module {module}, which is not a "
+                            "tensor-parallel entry of the plan",
+                            rule.provenance,
+                            scopes,
+                            f"list paths written under tp: ({', '.join(sorted(paths)) or 'none'})",
+                        )
+            if imports and plan.builder == "native":
+                _check_plan_against_models(lt, plan, scopes)
+
+
+def _check_plan_against_models(lt: _Linter, plan: Any, scopes: list[Scope]) -> None:
+    """F013/F014 on the meta-built models (default config) of the architecture's native registrations."""
+    import warnings
+
+    from factory.build import meta
+    from factory.build import plan as P
+    from factory.build.builder import make_config
+
+    config_reg = lt.table.registrations.get(("config", plan.architecture))
+    if config_reg is None or config_reg.builder != "native":
+        return
+    try:
+        config_cls = targets.import_target(config_reg)
+    except FactoryError:
+        return  # F001 reports it
+    regs = [
+        r
+        for r in lt.table.registrations.values()
+        if r.architecture == plan.architecture
+        and r.builder == "native"
+        and lt.table.tasks[r.task].group != "component"
+        and r.task != "config"
+    ]
+    names: set[str] = set()
+    problems: dict[tuple[str, int | None, str], Any] = {}
+    for reg in regs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = meta.empty_model(targets.import_target(reg), make_config(config_cls, {}, {}, None))
+                meta.apply_ties(model, meta.tie_map(model))
+        except FactoryError:
+            continue  # F001 (import) or a config error: reported elsewhere
+        except Exception as exc:  # a model that cannot be constructed from its default config
+            lt.add(
+                "F013",
+                f"{reg.target} cannot be built on the meta device from its default config: {type(exc).__name__}: {exc}",
+                plan.provenance,
+                scopes,
+            )
+            continue
+        names.update(n for n, _ in model.named_modules())
+        names.update(n for n, _ in model.named_parameters(remove_duplicate=False))
+        prefix = getattr(model, "base_model_prefix", "") or ""
+        names.update(f"{prefix}.{n}" for n in list(names) if prefix and not n.startswith(prefix + "."))
+        sp = P.compute(
+            model, plan, model.config if hasattr(model, "config") else None, 1, task=reg.task, target=reg.target
+        )
+        for problem in sp.problems:
+            if problem.kind in ("structure", "divisible"):
+                problems[(problem.file or "", problem.line, problem.message)] = problem
+    if not regs:
+        return
+    for entry in P.unmatched(plan.tp, names, ""):
+        lt.add(
+            "F013",
+            f"{plan.architecture}: parallel plan path {entry.path} names no module or parameter of "
+            f"{', '.join(sorted({r.attribute for r in regs}))} (built on the meta device from the default config)",
+            entry.provenance,
+            scopes,
+            "write the path as in named_modules() (trunk-relative or as in the head model), * for a layer index",
+        )
+    for unit in plan.fsdp:
+        if not P.resolve_path(unit.path, names, ""):
+            lt.add(
+                "F013",
+                f"{plan.architecture}: FSDP unit {unit.path} names no module of the meta-built models",
+                unit.provenance,
+                scopes,
+            )
+    for problem in problems.values():
+        code = "F014" if problem.kind == "divisible" else "F013"
+        prov = Provenance(problem.file, problem.line or 0, "builtin") if problem.file else plan.provenance
+        lt.add(code, f"{plan.architecture}: {problem.message}", prov, scopes, problem.hint)
+
+
 def _check_suppressions(lt: _Linter, imports: bool) -> None:
     table = lt.table
     owners: list[tuple[tuple[str, Any], Mapping[str, str], Provenance | None]] = []
@@ -511,13 +634,14 @@ def _check_suppressions(lt: _Linter, imports: bool) -> None:
 
 
 def check_imports(table: Table, only: Callable[[str | None], bool] | None = None) -> list[dict[str, Any]]:
-    """``validate --import``: lint's F001-F003 (import, model_type, config_class), as finding dicts.
+    """``validate --import``: lint's F001-F003 (import, model_type, config_class), F013 and F014 (parallel
+    plans against the meta-built models), as finding dicts.
 
     Suppressed findings are reported as such and never fail the run. ``only(file)``: check the entries of
     the files it accepts, and report only their findings.
     """
     found = lint_table(table, imports=True, only=only)
-    return [f.as_dict() for f in found if f.code in IMPORT_CODES and (only is None or only(f.file))]
+    return [f.as_dict() for f in found if f.code in VALIDATE_IMPORT_CODES and (only is None or only(f.file))]
 
 
 __all__ = ["CODES", "Finding", "check_imports", "has_failures", "lint_table", "table_version"]

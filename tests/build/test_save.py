@@ -101,7 +101,8 @@ def test_bad_shard_size(tmp_path: Path, model: TinyLM):
     assert list(tmp_path.iterdir()) == []
 
 
-def failing_after_first_file(monkeypatch, exc: BaseException = OSError("disk full")):  # noqa: B008
+def failing_after_first_file(monkeypatch, exc: BaseException | None = None):
+    exc = exc if exc is not None else OSError("disk full")
     real = safetensors.torch.save_file
     calls = []
 
@@ -189,7 +190,7 @@ def test_symlinked_target_replaces_the_real_directory(tmp_path: Path, model: Tin
 
 
 def test_unloaded_model_refused(tmp_path: Path):
-    with pytest.raises(SaveError, match="tensor body.embed.weight is on the meta device"):
+    with pytest.raises(SaveError, match=r"tensor body\.(embed\.weight|scale) is on the meta device"):
         save(empty_model(TinyLM, TinyConfig()), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 

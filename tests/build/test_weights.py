@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
-from factory.build.meta import ModelContractError, empty_model, fresh_model
+from factory.build.meta import ModelContractError, empty_model, fresh_model, init_buffers, model_bytes
 from factory.build.placement import resolve_dtype
 from factory.build.weights import WeightsMismatchWarning, _read_safetensors_header, find_weight_files, load_weights
-from factory.errors import CheckpointError, ConfigError, PickleRefusedError, WeightsMismatchError
+from factory.errors import CheckpointError, ConfigError, ModelTooLargeError, PickleRefusedError, WeightsMismatchError
 from factory.models.configuration import Config
 
 
@@ -42,8 +42,15 @@ class TinyTrunk(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size)
-        self.register_buffer("position_ids", torch.arange(5), persistent=False)
-        self.register_buffer("scale", torch.full((config.hidden_size,), 2.0))
+        self.register_buffer("position_ids", torch.empty(5, dtype=torch.long), persistent=False)
+        self.register_buffer("scale", torch.empty(config.hidden_size))
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:  # the model contract for buffers computed in __init__
+        if self.position_ids.is_meta:
+            return
+        self.position_ids.copy_(torch.arange(5))
+        self.scale.fill_(2.0)
 
 
 class TinyLM(nn.Module):
@@ -589,7 +596,7 @@ def test_bad_tied_weights_declaration(ckpt: Path):
 
 
 # --- construction ----------------------------------------------------------------------------
-def test_empty_model_puts_parameters_on_meta_and_keeps_buffers(monkeypatch):
+def test_empty_model_allocates_nothing_and_init_buffers_recreates_them(monkeypatch):
     real_inits, meta_inits = [], []
     original = nn.init.kaiming_uniform_
 
@@ -599,14 +606,49 @@ def test_empty_model_puts_parameters_on_meta_and_keeps_buffers(monkeypatch):
 
     monkeypatch.setattr(nn.init, "kaiming_uniform_", spy)
     model = empty_model(TinyLM, TinyConfig(hidden_size=64, vocab_size=64))
-    assert all(p.is_meta for p in model.parameters())
+    assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
     assert real_inits == [] and meta_inits == []  # init functions are skipped during construction
+    assert init_buffers(model, torch.device("cpu")) == ["body.position_ids", "body.scale"]
     assert torch.equal(model.body.position_ids, torch.arange(5))
     assert torch.equal(model.body.scale, torch.full((64,), 2.0))
     assert all(p.requires_grad for p in model.parameters())
+    assert init_buffers(model, torch.device("meta")) == []
     # outside the context, modules are built (and initialised) normally
     assert not nn.Linear(2, 2).weight.is_meta
     assert real_inits == [(2, 2)]
+
+
+class NoResetBuffers(TinyLM):
+    """Computes a buffer in __init__ without declaring reset_buffers: a contract violation."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.register_buffer("mask", torch.ones(3, dtype=torch.bool), persistent=False)
+
+
+def test_buffer_without_reset_buffers_is_a_contract_error(ckpt: Path):
+    with pytest.raises(ModelContractError, match=r"buffers computed in __init__ have no value .*: mask") as err:
+        load_weights(empty_model(NoResetBuffers, TinyConfig()), [ckpt])
+    assert "reset_buffers()" in err.value.hint
+    with pytest.raises(ModelContractError, match="mask"):
+        fresh_model(NoResetBuffers, TinyConfig())
+
+
+def test_meta_target_keeps_everything_on_meta():
+    vocab, hidden = 1 << 24, 1 << 16  # 4 TiB of embedding, within the config limits
+    model = fresh_model(TinyLM, TinyConfig(vocab_size=vocab, hidden_size=hidden), device="meta")
+    assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert model.head.weight is model.body.embed.weight  # tied once: counted once
+    assert model_bytes(model) == (vocab * hidden + hidden * hidden + 4 * hidden) * 4 + 5 * 8
+
+
+def test_too_big_for_ram_is_refused_before_allocation():
+    with pytest.raises(
+        ModelTooLargeError, match=r"TinyLM \(.*\) needs 4.0 TiB, more than the .* of available RAM"
+    ) as err:
+        fresh_model(TinyLM, TinyConfig(vocab_size=1 << 24, hidden_size=1 << 16))
+    assert "tp_size" in err.value.hint and "bfloat16" in err.value.hint and "device='meta'" in err.value.hint
+    assert err.value.needed > err.value.available
 
 
 def test_empty_model_dtype():

@@ -480,8 +480,13 @@ def test_bad_inputs_raise_model_input_error():
     past = model(ids, use_cache=True).past_key_values
     with pytest.raises(native.ModelInputError, match="past_key_values has 1 layers, the model has 2"):
         model(ids[:, :1], past_key_values=past[:1])
-    with pytest.raises(native.ModelInputError, match=r"\(batch, kv_heads, head_dim\) = \(1, 2, 8\)"):
+    with pytest.raises(native.ModelInputError, match=r"\(batch, head_dim\) = \(1, 8\)"):
         model(ids[:1, :1], past_key_values=past)
+    wrong_heads = tuple((k[:, :1], v[:, :1]) for k, v in past)
+    with pytest.raises(
+        native.ModelInputError, match="past_key_values of layer 0 have 1 key/value heads, this attention computes 2"
+    ):
+        model(ids[:, :1], past_key_values=wrong_heads)
     with pytest.raises(native.ModelInputError, match="past \\+ seq"):
         model(ids[:, :1], attention_mask=torch.ones(2, 1), past_key_values=past)
     with pytest.raises(native.ModelInputError, match=r"position_ids must have shape \(2 or 1, 5\).*got \(2, 6\)"):
