@@ -21,13 +21,17 @@ times it to the loss when labels are given.
 Checkpoint layout: one module per expert, as Hub checkpoints and transformers' ``save_pretrained``
 store them: ``model.layers.N.block_sparse_moe.experts.E.w1/w2/w3`` (Mixtral: gate, down, up) and
 ``model.layers.N.mlp.experts.E.gate_proj/up_proj/down_proj`` (Qwen). transformers fuses the experts
-into 3-d tensors on load and writes them back per expert; only ``save_pretrained(...,
-save_original_format=False)`` writes the fused tensors (``mlp.experts.gate_up_proj``), which
-:data:`FUSED_EXPERTS` names for the loader's error message.
+into 3-d tensors on load and writes them back per expert, except with ``save_pretrained(...,
+save_original_format=False)``: that writes its in-memory layout, ``...mlp.experts.gate_up_proj``
+``[experts, 2 * inner, hidden]`` (gate rows, then up rows) and ``...mlp.experts.down_proj``
+``[experts, hidden, inner]``. Those load too: the models declare how they split
+(:func:`split_fused_experts`, read by ``factory.build.weights.split_fused``), each part a view of the file.
+``factory.save`` writes the per-expert layout.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, ClassVar
@@ -47,15 +51,15 @@ from factory.models.llama import (
     DecoderForTokenClassification,
     DecoderLayer,
     DecoderModel,
-    MistralConfig,
     _DecoderConfig,
     check_config,
     layer_type_windows,
 )
 from factory.models.outputs import MoeCausalLMOutput, MoeModelOutput
 
-#: Checkpoint key suffixes of experts fused into 3-d tensors (transformers' in-memory layout).
-FUSED_EXPERTS = ("experts.gate_up_proj", "experts.down_proj")
+#: transformers' in-memory names of a sparse block: ``<layer>.mlp.gate.weight`` and the fused experts
+#: ``<layer>.mlp.experts.gate_up_proj`` / ``.down_proj``.
+_FUSED_KEY = re.compile(r"^(?P<layer>.*)\.mlp\.(?P<kind>gate\.weight|experts\.gate_up_proj|experts\.down_proj)$")
 
 
 # --- configs ------------------------------------------------------------------
@@ -85,10 +89,16 @@ class _MoeConfig(_DecoderConfig):
         )
 
 
-class MixtralConfig(_MoeConfig, MistralConfig):
+class MixtralConfig(_MoeConfig):
     model_type = "mixtral"
     attribute_map = {"num_experts": "num_local_experts"}
+    intermediate_size: int = 14336
+    num_key_value_heads: int = 8
+    head_dim: int | None = None
+    max_position_embeddings: int = 4096 * 32
     rms_norm_eps: float = 1e-5
+    bos_token_id: int | None = 1
+    eos_token_id: Any = 2
     sliding_window: int | None = None
     num_experts_per_tok: int = 2
     num_local_experts: int = 8
@@ -107,6 +117,9 @@ class MixtralConfig(_MoeConfig, MistralConfig):
 
     def _sparse_layer(self, layer_idx: int) -> bool:
         return True
+
+    def _layer_windows(self) -> list[int | None]:
+        return [self.sliding_window] * self.num_hidden_layers
 
 
 class Qwen2MoeConfig(_MoeConfig):
@@ -226,6 +239,9 @@ class MixtralExpert(nn.Module):
 class SparseMoeBlock(nn.Module):
     """Router ``gate`` and ``experts``: each token's output is the weighted sum of its top-k experts'."""
 
+    #: The experts' gate, up and down projections (their checkpoint names).
+    projections: ClassVar[tuple[str, str, str]] = ("gate_proj", "up_proj", "down_proj")
+
     def __init__(self, config: _MoeConfig) -> None:
         super().__init__()
         self.top_k = config.num_experts_per_tok
@@ -262,7 +278,9 @@ class SparseMoeBlock(nn.Module):
 class MixtralSparseMoeBlock(SparseMoeBlock):
     """Mixtral's experts (``w1``/``w2``/``w3``), float32 routing weights and training-time input jitter."""
 
-    def __init__(self, config: MixtralConfig) -> None:
+    projections = ("w1", "w3", "w2")
+
+    def __init__(self, config: _MoeConfig) -> None:
         super().__init__(config)
         self.jitter_noise = config.router_jitter_noise
 
@@ -283,7 +301,7 @@ class MixtralSparseMoeBlock(SparseMoeBlock):
 class Qwen2MoeSparseMoeBlock(SparseMoeBlock):
     """Qwen2-MoE's block: the routed experts plus a ``shared_expert`` gated by ``shared_expert_gate``."""
 
-    def __init__(self, config: Qwen2MoeConfig) -> None:
+    def __init__(self, config: _MoeConfig) -> None:
         super().__init__(config)
         self.shared_expert = MLP(config, config.shared_expert_intermediate_size)
         self.shared_expert_gate = nn.Linear(config.hidden_size, 1, bias=False)
@@ -323,17 +341,38 @@ def load_balancing_loss(
     return torch.sum((assigned / rows) * (probability / rows)) * num_experts
 
 
+def split_fused_experts(
+    key: str, shape: tuple[int, ...], layer_class: type[MoeDecoderLayer]
+) -> list[tuple[str, int, int, tuple[int, ...]]] | None:
+    """Where the per-expert parameters lie in one of transformers' fused expert tensors (rows of its last
+    dimension), for ``factory.build.weights.split_fused``; ``None`` for any other tensor. Mixtral's
+    router, ``mlp.gate`` in that layout, is renamed to ``block_sparse_moe.gate`` (one part, all rows)."""
+    match = _FUSED_KEY.match(key)
+    block = f"{match['layer']}.{layer_class.feed_forward_name}" if match else ""
+    if match is not None and match["kind"] == "gate.weight" and len(shape) == 2:
+        renamed = f"{block}.gate.weight"
+        return None if renamed == key else [(renamed, 0, shape[0], shape)]
+    if match is None or len(shape) != 3:
+        return None
+    experts, rows, width = shape
+    gate, up, down = layer_class.sparse_class.projections
+    prefix = f"{block}.experts"
+    if match["kind"] == "experts.down_proj":
+        return [(f"{prefix}.{e}.{down}.weight", e * rows, (e + 1) * rows, (rows, width)) for e in range(experts)]
+    inner = rows // 2
+    return [
+        part
+        for e in range(experts)
+        for part in (
+            (f"{prefix}.{e}.{gate}.weight", e * rows, e * rows + inner, (inner, width)),
+            (f"{prefix}.{e}.{up}.weight", e * rows + inner, (e + 1) * rows, (rows - inner, width)),
+        )
+    ]
+
+
 # --- models -----------------------------------------------------------------------
-class MixtralDecoderLayer(DecoderLayer):
-    feed_forward_name = "block_sparse_moe"
-
-    def feed_forward(self, config: _DecoderConfig, layer_idx: int) -> nn.Module:
-        assert isinstance(config, MixtralConfig)
-        return MixtralSparseMoeBlock(config)
-
-
-class QwenMoeDecoderLayer(DecoderLayer):
-    """Qwen-MoE layers: the sparse block where the config says so, else a dense MLP."""
+class MoeDecoderLayer(DecoderLayer):
+    """A decoder layer whose feed-forward block is ``sparse_class`` where the config says so, else a dense MLP."""
 
     sparse_class: ClassVar[type[SparseMoeBlock]] = SparseMoeBlock
 
@@ -342,7 +381,12 @@ class QwenMoeDecoderLayer(DecoderLayer):
         return self.sparse_class(config) if config._sparse_layer(layer_idx) else MLP(config)
 
 
-class Qwen2MoeDecoderLayer(QwenMoeDecoderLayer):
+class MixtralDecoderLayer(MoeDecoderLayer):
+    feed_forward_name = "block_sparse_moe"
+    sparse_class = MixtralSparseMoeBlock
+
+
+class Qwen2MoeDecoderLayer(MoeDecoderLayer):
     sparse_class = Qwen2MoeSparseMoeBlock
 
 
@@ -350,6 +394,11 @@ class MoeModel(DecoderModel):
     """The decoder with sparse layers; ``output_router_logits`` adds each sparse layer's router logits."""
 
     config: _MoeConfig
+    layer_class: ClassVar[type[MoeDecoderLayer]] = MoeDecoderLayer
+
+    def split_checkpoint_tensor(self, key: str, shape: tuple[int, ...]) -> Any:
+        """transformers' fused expert tensors, split per expert (see :func:`split_fused_experts`)."""
+        return split_fused_experts(key, shape, self.layer_class)
 
     @staticmethod
     def check_config(config: Any) -> None:
@@ -377,7 +426,16 @@ class MoeModel(DecoderModel):
         return MoeModelOutput(**carried, router_logits=tuple(logits) if output_router_logits else None)
 
 
-class MoeForCausalLM(DecoderForCausalLM):
+class _MoeTask:
+    """The MoE heads load fused expert tensors as their trunk does."""
+
+    trunk: Any
+
+    def split_checkpoint_tensor(self, key: str, shape: tuple[int, ...]) -> Any:
+        return self.trunk.split_checkpoint_tensor(key, shape)
+
+
+class MoeForCausalLM(_MoeTask, DecoderForCausalLM):
     """Next-token logits; with router logits also ``aux_loss``, added to the loss (times
     ``router_aux_loss_coef``) when labels are given."""
 
@@ -401,6 +459,18 @@ class MoeForCausalLM(DecoderForCausalLM):
         return loss
 
 
+class MoeForSequenceClassification(_MoeTask, DecoderForSequenceClassification):
+    pass
+
+
+class MoeForTokenClassification(_MoeTask, DecoderForTokenClassification):
+    pass
+
+
+class MoeForQuestionAnswering(_MoeTask, DecoderForQuestionAnswering):
+    pass
+
+
 class MixtralModel(MoeModel):
     config_class = MixtralConfig
     layer_class = MixtralDecoderLayer
@@ -410,15 +480,15 @@ class MixtralForCausalLM(MoeForCausalLM):
     config_class, trunk_class = MixtralConfig, MixtralModel
 
 
-class MixtralForSequenceClassification(DecoderForSequenceClassification):
+class MixtralForSequenceClassification(MoeForSequenceClassification):
     config_class, trunk_class = MixtralConfig, MixtralModel
 
 
-class MixtralForTokenClassification(DecoderForTokenClassification):
+class MixtralForTokenClassification(MoeForTokenClassification):
     config_class, trunk_class = MixtralConfig, MixtralModel
 
 
-class MixtralForQuestionAnswering(DecoderForQuestionAnswering):
+class MixtralForQuestionAnswering(MoeForQuestionAnswering):
     config_class, trunk_class = MixtralConfig, MixtralModel
 
 
@@ -431,34 +501,35 @@ class Qwen2MoeForCausalLM(MoeForCausalLM):
     config_class, trunk_class = Qwen2MoeConfig, Qwen2MoeModel
 
 
-class Qwen2MoeForSequenceClassification(DecoderForSequenceClassification):
+class Qwen2MoeForSequenceClassification(MoeForSequenceClassification):
     config_class, trunk_class = Qwen2MoeConfig, Qwen2MoeModel
 
 
-class Qwen2MoeForTokenClassification(DecoderForTokenClassification):
+class Qwen2MoeForTokenClassification(MoeForTokenClassification):
     config_class, trunk_class = Qwen2MoeConfig, Qwen2MoeModel
 
 
-class Qwen2MoeForQuestionAnswering(DecoderForQuestionAnswering):
+class Qwen2MoeForQuestionAnswering(MoeForQuestionAnswering):
     config_class, trunk_class = Qwen2MoeConfig, Qwen2MoeModel
 
 
 class Qwen3MoeModel(MoeModel):
     config_class = Qwen3MoeConfig
-    layer_class = QwenMoeDecoderLayer
+    layer_class = MoeDecoderLayer
 
 
 class Qwen3MoeForCausalLM(MoeForCausalLM):
     config_class, trunk_class = Qwen3MoeConfig, Qwen3MoeModel
 
 
-class Qwen3MoeForSequenceClassification(DecoderForSequenceClassification):
+class Qwen3MoeForSequenceClassification(MoeForSequenceClassification):
     config_class, trunk_class = Qwen3MoeConfig, Qwen3MoeModel
 
 
-class Qwen3MoeForTokenClassification(DecoderForTokenClassification):
+class Qwen3MoeForTokenClassification(MoeForTokenClassification):
     config_class, trunk_class = Qwen3MoeConfig, Qwen3MoeModel
 
 
-class Qwen3MoeForQuestionAnswering(DecoderForQuestionAnswering):
+class Qwen3MoeForQuestionAnswering(MoeForQuestionAnswering):
     config_class, trunk_class = Qwen3MoeConfig, Qwen3MoeModel
+    base_model_prefix = "transformer"  # transformers' checkpoint keys for this head
