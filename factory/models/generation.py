@@ -170,6 +170,8 @@ def generate(
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=device)
     step_ids, step_positions, past = input_ids, position_ids, None
     keeps_cache = getattr(model, "keeps_cache", None)
+    # Logits of the last position only, where the head can (as transformers' generate asks).
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in getattr(model, "head_inputs", ()) else {}
     for _ in range(max_new_tokens):
         if past is not None and keeps_cache is not None and not keeps_cache(sequences.shape[1] - 1, sequences.shape[1]):
             step_ids, step_positions, past = sequences, position_ids, None  # recompute the cache from scratch
@@ -179,6 +181,7 @@ def generate(
             position_ids=step_positions,
             past_key_values=past,
             use_cache=True,
+            **last_only,
         )
         past = out.past_key_values
         logits = out.logits[:, -1, :].float()
