@@ -42,7 +42,6 @@ from factory.models.llama import (
     RotaryEmbedding,
     _DecoderConfig,
     _head_dim,
-    causal_mask,
     check_config,
     layer_type_windows,
 )
@@ -268,18 +267,13 @@ class Gemma2DecoderLayer(GemmaDecoderLayer):
         self.pre_feedforward_layernorm = self.norm_class(config.hidden_size, eps=config.rms_norm_eps)
         self.post_feedforward_layernorm = self.norm_class(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        mask: torch.Tensor | None,
-        past: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        attn, present = self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, past)
-        hidden_states = hidden_states + self.post_attention_layernorm(attn)
-        mlp = self.mlp(self.pre_feedforward_layernorm(hidden_states))
-        return hidden_states + self.post_feedforward_layernorm(mlp), present
+    def attention_branch(self, attn: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.post_attention_layernorm(attn)
+        return out
+
+    def feed_forward_branch(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(hidden_states)))
+        return out
 
 
 # --- models -----------------------------------------------------------------------
@@ -319,6 +313,11 @@ class Gemma3TextModel(Gemma2Model):
     config_class = Gemma3TextConfig
     rotary_class = Gemma3RotaryEmbeddings
 
+    def __init__(self, config: _DecoderConfig) -> None:
+        super().__init__(config)
+        if config.use_bidirectional_attention:
+            self.mask_function = bidirectional_mask
+
     @staticmethod
     def check_config(config: Any) -> None:
         layer_type_windows(config)
@@ -333,18 +332,6 @@ class Gemma3TextModel(Gemma2Model):
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         by_kind = self.rotary_emb(position_ids, dtype)
         return [by_kind[kind] for kind in self.config.layer_types]
-
-    def layer_mask(
-        self,
-        attention_mask: torch.Tensor | None,
-        query_length: int,
-        past_length: int,
-        window: int | None,
-        device: torch.device,
-    ) -> torch.Tensor | None:
-        if not self.config.use_bidirectional_attention:
-            return causal_mask(attention_mask, query_length, past_length, window, device)
-        return bidirectional_mask(attention_mask, query_length, past_length, window, device)
 
 
 def bidirectional_mask(

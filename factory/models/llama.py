@@ -603,7 +603,8 @@ class DecoderLayer(nn.Module):
     """Pre-norm block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
     Subclasses swap the parts: ``attention_class``, ``norm_class``, :meth:`feed_forward` (stored
-    under ``feed_forward_name``, its checkpoint name).
+    under ``feed_forward_name``, its checkpoint name), and what each branch adds to the residual
+    stream (:meth:`attention_branch`, :meth:`feed_forward_branch`).
     """
 
     attention_class: ClassVar[type[Attention]] = Attention
@@ -630,10 +631,17 @@ class DecoderLayer(nn.Module):
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attn, present = self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, past)
-        hidden_states = hidden_states + attn
-        mlp = getattr(self, self.feed_forward_name)
-        hidden_states = hidden_states + mlp(self.post_attention_layernorm(hidden_states))
-        return hidden_states, present
+        hidden_states = hidden_states + self.attention_branch(attn)
+        return hidden_states + self.feed_forward_branch(hidden_states), present
+
+    def attention_branch(self, attn: torch.Tensor) -> torch.Tensor:
+        """What the attention output adds to the residual stream."""
+        return attn
+
+    def feed_forward_branch(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """What the feed-forward block adds to the residual stream."""
+        out: torch.Tensor = getattr(self, self.feed_forward_name)(self.post_attention_layernorm(hidden_states))
+        return out
 
 
 def causal_mask(
@@ -696,12 +704,14 @@ class DecoderModel(_PreTrained):
     """The bare decoder: token embeddings, decoder layers, final norm -> ``last_hidden_state``.
 
     Families change the parts through ``embedding_class``, ``layer_class`` (whose ``norm_class``
-    is also the final norm), ``rotary_class`` and :meth:`layer_positions`.
+    is also the final norm), ``rotary_class``, :meth:`layer_positions` and ``mask_function``.
     """
 
     embedding_class: ClassVar[type[nn.Embedding]] = nn.Embedding
     layer_class: ClassVar[type[DecoderLayer]] = DecoderLayer
     rotary_class: ClassVar[Callable[..., nn.Module]] = RotaryEmbedding
+    #: The attention mask of the layers with a given sliding window (signature of :func:`causal_mask`).
+    mask_function: Callable[..., torch.Tensor | None] = staticmethod(causal_mask)
 
     def __init__(self, config: _DecoderConfig) -> None:
         self.check_config(config)
@@ -723,17 +733,6 @@ class DecoderModel(_PreTrained):
         """The rotary ``(cos, sin)`` each layer uses (one pair for all, unless a family has several)."""
         cos_sin = self.rotary_emb(position_ids, dtype)
         return [cos_sin] * len(self.layers)
-
-    def layer_mask(
-        self,
-        attention_mask: torch.Tensor | None,
-        query_length: int,
-        past_length: int,
-        window: int | None,
-        device: torch.device,
-    ) -> torch.Tensor | None:
-        """The attention mask of the layers with sliding ``window`` (see :func:`causal_mask`)."""
-        return causal_mask(attention_mask, query_length, past_length, window, device)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -773,7 +772,7 @@ class DecoderModel(_PreTrained):
             )
         positions = self.layer_positions(position_ids, hidden.dtype)
         masks = {
-            window: self.layer_mask(attention_mask, seq, past_length, window, hidden.device)
+            window: self.mask_function(attention_mask, seq, past_length, window, hidden.device)
             for window in set(self.layer_windows)
         }
 

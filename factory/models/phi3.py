@@ -98,7 +98,6 @@ class Phi3MLP(nn.Module):
 
 class Phi3DecoderLayer(DecoderLayer):
     attention_class = Phi3Attention
-    mlp: nn.Module
 
     def __init__(self, config: Phi3Config, layer_idx: int) -> None:
         super().__init__(config, layer_idx)
@@ -108,18 +107,13 @@ class Phi3DecoderLayer(DecoderLayer):
     def feed_forward(self, config: _DecoderConfig, layer_idx: int) -> nn.Module:
         return Phi3MLP(config)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        mask: torch.Tensor | None,
-        past: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        attn, present = self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, past)
-        hidden_states = hidden_states + self.resid_attn_dropout(attn)
-        mlp = self.mlp(self.post_attention_layernorm(hidden_states))
-        return hidden_states + self.resid_mlp_dropout(mlp), present
+    def attention_branch(self, attn: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.resid_attn_dropout(attn)
+        return out
+
+    def feed_forward_branch(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.resid_mlp_dropout(super().feed_forward_branch(hidden_states))
+        return out
 
 
 class Phi3Model(DecoderModel):

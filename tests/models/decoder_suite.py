@@ -188,6 +188,28 @@ class DecoderSuite:
             close(a, b, f"hidden_states[{i}]")
         close(embeds.last_hidden_state, ours.last_hidden_state, f"{trunk} inputs_embeds")
 
+    def test_fully_padded_row_matches_transformers(self, trunk, checkpoints):
+        reference, model = self.native(trunk, "model", checkpoints)
+        ids, mask = make_inputs()
+        mask[1] = 0
+        with torch.no_grad():
+            theirs = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+            ours = model(ids, attention_mask=mask).last_hidden_state
+        close(ours, theirs, f"{trunk} with a fully padded row")
+
+    def test_fresh_model_is_initialised(self, variant, checkpoints):
+        _, directory = checkpoints(variant, "causal-lm")
+        model = factory.build("causal-lm", directory, weights=False)
+        assert not any(p.is_meta for p in model.parameters())
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                assert torch.equal(param, torch.full_like(param, 0.0 if self.GEMMA_NORMS else 1.0)), name
+            elif param.dim() == 2:
+                assert 0.01 < param.std().item() < 0.04, name  # normal(0, initializer_range=0.02)
+        ids, mask = make_inputs()
+        with torch.no_grad():
+            assert torch.isfinite(model(ids, attention_mask=mask).logits).all()
+
     def test_checkpoint_keys_are_transformers_keys(self, case, checkpoints):
         from safetensors import safe_open
 

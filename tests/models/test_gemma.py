@@ -12,6 +12,8 @@ from factory.errors import ConfigError
 from factory.models import gemma as native
 from tests.models.decoder_suite import BASE, DecoderSuite, Variant, make_inputs, randomize, transformers
 
+MQA = dict(hidden_size=36, intermediate_size=37, num_attention_heads=3, num_key_value_heads=1, head_dim=10)
+GQA = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_key_value_heads=2, head_dim=6)
 GEMMA3_ROPE = {
     "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000.0},
     "sliding_attention": {"rope_type": "default", "rope_theta": 50.0},
@@ -22,28 +24,13 @@ class TestGemma(DecoderSuite):
     GEMMA_NORMS = True
     VARIANTS = {
         # multi-query attention, head_dim 10, biased projections, tied embeddings (Gemma's default)
-        "gemma-mqa": Variant(
-            "gemma",
-            dict(
-                hidden_size=36,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=3,
-                num_key_value_heads=1,
-                head_dim=10,
-                attention_bias=True,
-            ),
-        ),
+        "gemma-mqa": Variant("gemma", dict(MQA, num_hidden_layers=2, attention_bias=True)),
         # sliding (4 tokens) / global / sliding layers, soft-capped attention and logits, odd query scale
         "gemma2-window": Variant(
             "gemma2",
             dict(
-                hidden_size=36,
-                intermediate_size=37,
+                MQA,
                 num_hidden_layers=3,
-                num_attention_heads=3,
-                num_key_value_heads=1,
-                head_dim=10,
                 sliding_window=4,
                 query_pre_attn_scalar=7,
                 attn_logit_softcapping=3.0,
@@ -55,12 +42,8 @@ class TestGemma(DecoderSuite):
         "gemma3-scaled": Variant(
             "gemma3_text",
             dict(
-                hidden_size=32,
-                intermediate_size=37,
+                GQA,
                 num_hidden_layers=3,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                head_dim=6,
                 sliding_window=5,
                 sliding_window_pattern=2,
                 query_pre_attn_scalar=12,
@@ -72,12 +55,8 @@ class TestGemma(DecoderSuite):
         "gemma3-bidirectional": Variant(
             "gemma3_text",
             dict(
-                hidden_size=32,
-                intermediate_size=37,
+                GQA,
                 num_hidden_layers=3,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                head_dim=6,
                 sliding_window=6,
                 sliding_window_pattern=2,
                 use_bidirectional_attention=True,
