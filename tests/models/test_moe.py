@@ -247,3 +247,31 @@ def test_a_tensor_both_fused_and_on_its_own_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     with pytest.raises(CheckpointError, match="stored twice: on its own and inside a fused tensor"):
         factory.build("causal-lm", tmp_path)
+
+
+def test_qwen_tokenizer_matches_transformers(tmp_path):
+    """qwen2_moe / qwen3_moe checkpoints carry Qwen2's byte-level BPE tokenizer.json."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator(["The quick brown fox jumps over the lazy dog.", "Héllo wörld, 123 456!"] * 3, trainer)
+    trained = json.loads(backend.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
+    transformers.Qwen2Tokenizer(vocab=trained["vocab"], merges=merges).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_moe"}))
+    ours = factory.build("tokenizer", tmp_path)
+    assert type(ours).__module__ == "factory.components.tokenizer"
+    theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    texts = ["The quick fox!", "Héllo  wörld 123", ""]
+    for kwargs in ({}, {"padding": True}):
+        a, b = ours(texts, **kwargs), theirs(texts, **kwargs)
+        assert a["input_ids"] == b["input_ids"] and a["attention_mask"] == b["attention_mask"], kwargs
+    ids = theirs(texts[1])["input_ids"]
+    assert ours.decode(ids) == theirs.decode(ids) == texts[1]
