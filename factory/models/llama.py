@@ -9,7 +9,12 @@ config classes, whose defaults are transformers 5.23's for each family:
   per ``layer_types`` when ``use_sliding_window``),
 - per-head RMSNorm of queries and keys (Qwen3 ``q_norm``/``k_norm``),
 - rotary scaling (``rope_parameters`` or the older ``rope_scaling`` + ``rope_theta``):
-  ``default``, ``linear``, ``dynamic``, ``llama3`` and ``yarn``.
+  ``default``, ``linear``, ``dynamic``, ``llama3``, ``yarn`` and ``longrope``.
+
+The same decoder serves the Gemma (:mod:`factory.models.gemma`), Phi-3
+(:mod:`factory.models.phi3`) and MoE (:mod:`factory.models.moe`) families, which swap
+its parts through class attributes and hooks (see :class:`DecoderModel`,
+:class:`DecoderLayer`, :class:`Attention` and the config's ``_``-methods).
 
 Parameter names equal transformers' checkpoint keys (``model.layers.0.self_attn.q_proj.weight``,
 ``lm_head.weight``, ``score.weight``, ``qa_outputs.weight``...). The key/value cache is a
