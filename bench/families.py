@@ -33,7 +33,13 @@ class Family:
 
 
 #: Native families with a benchmark row. Add one line per family (and its spec in checkpoints.SPECS).
-FAMILIES: tuple[Family, ...] = ()
+FAMILIES: tuple[Family, ...] = (
+    Family("gemma", "gemma-200m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
+    Family("gemma2", "gemma2-200m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
+    Family("phi3", "phi3-200m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
+    Family("mixtral", "mixtral-250m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
+    Family("qwen3_moe", "qwen3moe-250m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
+)
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0
 

@@ -289,7 +289,7 @@ def match_checkpoint(
     paths = [Path(f) for f in files]
     if not paths:
         raise CheckpointError(f"no weight files given to load into {type(model).__name__}")
-    plan = _plan(model, read_entries(paths, allow_pickle=allow_pickle))
+    plan = _plan(model, split_fused(model, read_entries(paths, allow_pickle=allow_pickle)))
     where = paths[0].parent if len({p.parent for p in paths}) == 1 else paths[0]
     if plan.missing or plan.unexpected or plan.mismatched or plan.wrong_dtype:
         message = _mismatch_message(model, plan)
@@ -410,6 +410,53 @@ def _dtype_kind(dtype: torch.dtype) -> str:
     if dtype.is_complex:
         return "complex"
     return "floating point" if dtype.is_floating_point else "integer"
+
+
+def split_fused(model: nn.Module, entries: dict[str, _Entry]) -> dict[str, _Entry]:
+    """Checkpoint tensors that hold several of the model's parameters, split into one entry each.
+
+    A model declares ``split_checkpoint_tensor(key, shape)``: for a fused tensor (transformers'
+    3-d MoE experts, say) the ``(name, first row, end row, shape)`` of each parameter it holds, rows
+    counted over its last dimension; ``None`` for any other tensor. Each part is a contiguous byte
+    range of the file, so it loads like any stored tensor (zero-copy where nothing is cast).
+    """
+    split = getattr(model, "split_checkpoint_tensor", None)
+    if split is None:
+        return entries
+    out: dict[str, _Entry] = {}
+    for key, entry in entries.items():
+        for name, part in _parts(entry, split(key, entry.shape)):
+            if name in out:
+                raise CheckpointError(
+                    f"tensor {name} is stored twice: on its own and inside a fused tensor",
+                    file=entry.file,
+                    hint="the checkpoint mixes the per-expert and the fused layout: save it again in one",
+                )
+            out[name] = part
+    return out
+
+
+def _parts(entry: _Entry, parts: Sequence[tuple[str, int, int, Sequence[int]]] | None) -> list[tuple[str, _Entry]]:
+    if not parts:
+        return [(entry.key, entry)]
+    width = entry.shape[-1] if entry.shape else 1
+    rows = torch.Size(entry.shape).numel() // max(width, 1)
+    out = []
+    for name, first, end, shape in parts:
+        if not 0 <= first < end <= rows or torch.Size(shape).numel() != (end - first) * width:
+            raise CheckpointError(
+                f"tensor {entry.key} {list(entry.shape)} cannot hold {name} (rows {first}:{end}, {list(shape)})",
+                file=entry.file,
+                hint="the fused tensor does not fit the config (number or size of experts): check config.json",
+            )
+        if entry.tensor is not None:
+            tensor = entry.tensor.reshape(-1, width)[first:end].reshape(tuple(shape))
+            out.append((name, _Entry(name, entry.file, entry.dtype, tuple(shape), tensor=tensor)))
+        else:
+            row = width * entry.dtype.itemsize
+            begin = entry.start + first * row
+            out.append((name, _Entry(name, entry.file, entry.dtype, tuple(shape), begin, begin + (end - first) * row)))
+    return out
 
 
 @dataclass

@@ -10,7 +10,8 @@ relies on one contract with the model's ``forward``::
                           # [batch, kv_heads, past + seq, head_dim] (keys after rotary)
 
 Decoding follows transformers' ``generate``: left-padded batches get position
-ids from the attention mask's cumulative sum, rows that emitted an EOS token
+ids from the attention mask's cumulative sum, the cache is dropped and rebuilt
+where the model's ``keeps_cache`` says so, rows that emitted an EOS token
 are filled with ``pad_token_id`` afterwards, and generation stops early once
 every row has finished. Sampling applies temperature, top-k and top-p in that
 order, exactly like transformers' logits warpers.
@@ -211,13 +212,19 @@ def generate(
     sequences = input_ids
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=device)
     step_ids, step_positions, past = input_ids, position_ids, None
+    keeps_cache = getattr(model, "keeps_cache", None)
+    # Logits of the last position only, where the head can (as transformers' generate asks).
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in getattr(model, "head_inputs", ()) else {}
     for _ in range(max_new_tokens):
+        if past is not None and keeps_cache is not None and not keeps_cache(sequences.shape[1] - 1, sequences.shape[1]):
+            step_ids, step_positions, past = sequences, position_ids, None  # recompute the cache from scratch
         out = model(
             step_ids,
             attention_mask=attention_mask,
             position_ids=step_positions,
             past_key_values=past,
             use_cache=True,
+            **last_only,
         )
         past = out.past_key_values
         logits = out.logits[:, -1, :].float()
@@ -245,3 +252,9 @@ class GenerationMixin:
 
     #: :func:`generate` as a method: the model is its first argument.
     generate = generate
+
+    def keeps_cache(self, cached: int, length: int) -> bool:
+        """Whether a key/value cache of ``cached`` tokens still serves the next step of a ``length``-token
+        sequence; when not, ``generate`` runs the whole sequence again (Phi-3 does so once, when the
+        sequence outgrows ``original_max_position_embeddings`` and its rotary frequencies change)."""
+        return True

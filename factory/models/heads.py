@@ -344,7 +344,7 @@ class CausalLM(TaskModel, GenerationMixin):
     ``generate`` (:mod:`factory.models.generation`).
     """
 
-    output_class = CausalLMOutput
+    output_class: ClassVar[type[ModelOutput]] = CausalLMOutput
     head_inputs = ("logits_to_keep",)
     head_layers = {"lm_head": linear("vocab_size", bias=False)}
     tied = {"lm_head.weight": "model.embed_tokens.weight"}

@@ -9,7 +9,12 @@ config classes, whose defaults are transformers 5.23's for each family:
   per ``layer_types`` when ``use_sliding_window``),
 - per-head RMSNorm of queries and keys (Qwen3 ``q_norm``/``k_norm``),
 - rotary scaling (``rope_parameters`` or the older ``rope_scaling`` + ``rope_theta``):
-  ``default``, ``linear``, ``dynamic``, ``llama3`` and ``yarn``.
+  ``default``, ``linear``, ``dynamic``, ``llama3``, ``yarn`` and ``longrope``.
+
+The same decoder serves the Gemma (:mod:`factory.models.gemma`), Phi-3
+(:mod:`factory.models.phi3`) and MoE (:mod:`factory.models.moe`) families, which swap
+its parts through class attributes and hooks (see :class:`DecoderModel`,
+:class:`DecoderLayer`, :class:`Attention` and the config's ``_``-methods).
 
 Parameter names equal transformers' checkpoint keys (``model.layers.0.self_attn.q_proj.weight``,
 ``lm_head.weight``, ``score.weight``, ``qa_outputs.weight``...). The key/value cache is a
@@ -41,6 +46,7 @@ ROPE_TYPES: dict[str, tuple[str, ...]] = {
     "dynamic": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
     "yarn": ("original_max_position_embeddings",),
+    "longrope": ("short_factor", "long_factor", "original_max_position_embeddings"),
 }
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -82,6 +88,8 @@ class _DecoderConfig(Config):
 
     #: Qwen3 normalises each query/key head before rotary.
     _qk_norm: ClassVar[bool] = False
+    #: ``rope_theta`` when a config.json gives none (transformers' ``default_theta``).
+    _default_theta: ClassVar[float] = 10000.0
 
     def __init__(self, **kwargs: Any) -> None:
         rope_scaling = kwargs.pop("rope_scaling", None)
@@ -92,8 +100,18 @@ class _DecoderConfig(Config):
                 f"{type(self).__name__}: rope_scaling must be an object or null, found {rope_scaling!r}",
                 key="rope_scaling",
             )
-        rope = dict(rope_scaling or self.rope_parameters or {})
-        rope.setdefault("rope_theta", 10000.0 if rope_theta is None else rope_theta)
+        rope = self._rope_parameters(rope_scaling, rope_theta)
+        self.rope_parameters = rope
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+    def _rope_parameters(self, rope_scaling: Mapping[str, Any] | None, rope_theta: float | None) -> dict[str, Any]:
+        """``rope_parameters`` from config.json's, or from its older ``rope_scaling`` and ``rope_theta``."""
+        return self._standard_rope(dict(rope_scaling or self.rope_parameters or {}), rope_theta)
+
+    def _standard_rope(self, rope: dict[str, Any], rope_theta: float | None) -> dict[str, Any]:
+        """One flat ``rope_parameters`` dict with ``rope_type`` and ``rope_theta``, as transformers 5 keeps it."""
+        rope.setdefault("rope_theta", self._default_theta if rope_theta is None else rope_theta)
         rope.setdefault("rope_type", rope.get("type", "default"))
         if rope["rope_type"] in ("llama3", "yarn", "longrope"):
             original = getattr(self, "original_max_position_embeddings", None)
@@ -105,9 +123,7 @@ class _DecoderConfig(Config):
             limits={"rope_parameters.rope_theta": LIMITS["rope_theta"], "rope_parameters.factor": (1e-6, 1e6)},
             owner=type(self).__name__,
         )
-        self.rope_parameters = rope
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
+        return rope
 
     # Architecture switches read by the model; methods so they never reach config.json.
     def _attention_bias(self) -> tuple[bool, bool]:
@@ -120,6 +136,17 @@ class _DecoderConfig(Config):
     def _layer_windows(self) -> list[int | None]:
         """Sliding-window size per layer (``None``: full causal attention)."""
         return [None] * self.num_hidden_layers
+
+    #: The config field that names the MLP activation (Gemma 2/3: ``hidden_activation``).
+    _activation_key: ClassVar[str] = "hidden_act"
+
+    def _activation(self) -> str:
+        """The MLP activation's name."""
+        return str(getattr(self, self._activation_key))
+
+    def _rotary_dim(self) -> int:
+        """How many leading dimensions of each head rotary embeddings turn (Phi-3: a fraction of them)."""
+        return _head_dim(self)
 
 
 class LlamaConfig(_DecoderConfig):
@@ -193,13 +220,27 @@ class Qwen2Config(_DecoderConfig):
         return True, False
 
     def _layer_windows(self) -> list[int | None]:
-        if len(self.layer_types) != self.num_hidden_layers:
-            raise ConfigError(
-                f"{self.model_type} config has {len(self.layer_types)} layer_types for "
-                f"num_hidden_layers={self.num_hidden_layers}",
-                hint="give one 'full_attention'/'sliding_attention' entry per layer, or drop layer_types",
-            )
-        return [self.sliding_window if kind == "sliding_attention" else None for kind in self.layer_types]
+        return layer_type_windows(self)
+
+
+def layer_type_windows(config: Any) -> list[int | None]:
+    """Windows from ``config.layer_types``: ``sliding_window`` for 'sliding_attention' layers, else ``None``."""
+    kinds = config.layer_types
+    if not isinstance(kinds, list) or len(kinds) != config.num_hidden_layers:
+        raise ConfigError(
+            f"{config.model_type} config has {len(kinds) if isinstance(kinds, list) else kinds!r} layer_types for "
+            f"num_hidden_layers={config.num_hidden_layers}",
+            hint="give one 'full_attention'/'sliding_attention' entry per layer, or drop layer_types",
+        )
+    unknown = sorted({str(kind) for kind in kinds} - {"full_attention", "sliding_attention"})
+    if unknown:
+        raise ConfigError(
+            f"{config.model_type} config has layer_types {unknown}, this implementation knows "
+            "'full_attention' and 'sliding_attention'",
+            hint="give one 'full_attention'/'sliding_attention' entry per layer",
+        )
+    window = config.sliding_window or None
+    return [window if kind == "sliding_attention" else None for kind in kinds]
 
 
 class Qwen3Config(Qwen2Config):
@@ -231,11 +272,13 @@ def check_config(config: _DecoderConfig) -> None:
             f"{name}: hidden_size={config.hidden_size} is not a multiple of num_attention_heads={heads}",
             hint="set head_dim explicitly or fix hidden_size / num_attention_heads",
         )
-    if _head_dim(config) % 2:
-        raise ConfigError(f"{name}: head_dim={_head_dim(config)} must be even for rotary embeddings")
-    if config.hidden_act not in _ACTIVATIONS:
+    if config._rotary_dim() % 2:
         raise ConfigError(
-            f"{name}: hidden_act={config.hidden_act!r} is not supported",
+            f"{name}: the rotary dimension {config._rotary_dim()} (head_dim={_head_dim(config)}) must be even"
+        )
+    if config._activation() not in _ACTIVATIONS:
+        raise ConfigError(
+            f"{name}: {config._activation_key}={config._activation()!r} is not supported",
             hint=f"supported activations: {', '.join(sorted(_ACTIVATIONS))}",
         )
     pad = config.pad_token_id
@@ -262,19 +305,38 @@ def check_config(config: _DecoderConfig) -> None:
             f"{name}: rope_type={kind!r} needs rope_parameters {missing}, got {rope}",
             hint="complete rope_parameters (or rope_scaling in older config.json files)",
         )
-    config._layer_windows()  # validates layer_types
+    for key in ("short_factor", "long_factor") if kind == "longrope" else ():
+        factors = rope[key]
+        numbers = isinstance(factors, list) and all(type(f) in (int, float) for f in factors)
+        if not numbers or len(factors) != config._rotary_dim() // 2:
+            raise ConfigError(
+                f"{name}: rope_parameters {key} must be a list of rotary_dim / 2 = {config._rotary_dim() // 2} "
+                f"numbers, got {factors!r}",
+                hint="longrope scales each rotary frequency by one factor",
+            )
+    bad_windows = sorted({w for w in config._layer_windows() if w is not None and (type(w) is not int or w < 1)})
+    if bad_windows:
+        raise ConfigError(
+            f"{name}: sliding_window must be a positive number of tokens, got {bad_windows[0]!r}",
+            hint="set sliding_window to the window size, or null for full attention",
+        )
 
 
 # --- rotary embeddings ----------------------------------------------------------
-def rope_frequencies(config: _DecoderConfig, seq_len: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """Inverse frequencies ``[head_dim // 2]`` (float32) and the cos/sin scale, as transformers computes them.
+def rope_frequencies(
+    config: _DecoderConfig, seq_len: torch.Tensor | None = None, *, long: bool = False
+) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies ``[rotary_dim // 2]`` (float32) and the cos/sin scale, as transformers computes them.
 
-    ``seq_len`` (a 0-d tensor) is only used by ``dynamic`` scaling beyond ``max_position_embeddings``.
+    ``seq_len`` (a 0-d tensor) is only used by ``dynamic`` scaling beyond ``max_position_embeddings``;
+    ``long`` picks ``longrope``'s ``long_factor`` (positions beyond ``original_max_position_embeddings``).
     """
     rope = config.rope_parameters
     kind = rope["rope_type"]
     base = rope["rope_theta"]
-    dim = _head_dim(config)
+    dim = config._rotary_dim()
+    if kind == "longrope":
+        return _longrope_frequencies(config, base, dim, long)
     exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
     factor: Any = rope.get("factor")  # present for the rope types that use it (check_config)
 
@@ -339,17 +401,37 @@ def _yarn_frequencies(config: _DecoderConfig, base: float, dim: int) -> tuple[to
     return inv_freq, attention_factor
 
 
+def _longrope_frequencies(config: _DecoderConfig, base: float, dim: int, long: bool) -> tuple[torch.Tensor, float]:
+    rope = config.rope_parameters
+    original = rope["original_max_position_embeddings"]
+    factor = rope.get("factor") or config.max_position_embeddings / original
+    attention_factor = rope.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    ext_factors = torch.tensor(rope["long_factor" if long else "short_factor"], dtype=torch.float32)
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    return 1.0 / (ext_factors * base**exponents), attention_factor
+
+
 class RotaryEmbedding(nn.Module):
-    """cos and sign-folded sin of ``position_ids * inv_freq``, each ``[batch, seq, head_dim]``."""
+    """cos and sign-folded sin of ``position_ids * inv_freq``, each ``[batch, seq, rotary_dim]``.
+
+    ``longrope`` keeps a second set, ``long_inv_freq``, used for every position of a forward
+    whose positions reach beyond ``original_max_position_embeddings``.
+    """
 
     inv_freq: torch.Tensor
+    long_inv_freq: torch.Tensor
 
     def __init__(self, config: _DecoderConfig) -> None:
         super().__init__()
         self.config = config
         self.rope_type = config.rope_parameters["rope_type"]
         self.attention_scaling = 1.0
-        self.register_buffer("inv_freq", torch.empty(_head_dim(config) // 2, dtype=torch.float32), persistent=False)
+        half = config._rotary_dim() // 2
+        self.register_buffer("inv_freq", torch.empty(half, dtype=torch.float32), persistent=False)
+        if self.rope_type == "longrope":
+            self.register_buffer("long_inv_freq", torch.empty(half, dtype=torch.float32), persistent=False)
         self.reset_buffers()
 
     @torch.no_grad()
@@ -359,12 +441,17 @@ class RotaryEmbedding(nn.Module):
             return
         inv_freq, self.attention_scaling = rope_frequencies(self.config)
         self.inv_freq.copy_(inv_freq)
+        if self.rope_type == "longrope":
+            self.long_inv_freq.copy_(rope_frequencies(self.config, long=True)[0])
 
     def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
         # Module.to(dtype) would cast the frequencies; keep them float32 and only follow the device.
-        inv_freq = self.inv_freq
+        kept = dict(self._buffers)
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # torch leaves Module._apply unannotated
-        self.inv_freq = inv_freq.to(self.inv_freq.device)
+        for name, buffer in kept.items():
+            moved = self._buffers[name]
+            if buffer is not None and moved is not None:
+                self._buffers[name] = buffer.to(moved.device)
         return self
 
     @torch.no_grad()
@@ -374,6 +461,9 @@ class RotaryEmbedding(nn.Module):
             seq_len = position_ids.max() + 1
             if seq_len > self.config.max_position_embeddings:
                 inv_freq = rope_frequencies(self.config, seq_len)[0].to(inv_freq.device)
+        elif self.rope_type == "longrope":  # one set for the whole batch, chosen without a device sync
+            beyond = position_ids.max() + 1 > self.config.rope_parameters["original_max_position_embeddings"]
+            inv_freq = torch.where(beyond, self.long_inv_freq, inv_freq)
         freqs = position_ids[..., None].float() * inv_freq.float()
         cos, sin = freqs.cos(), freqs.sin()
         if self.attention_scaling != 1.0:
@@ -386,7 +476,11 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """Rotate ``x`` [batch, heads, seq, head_dim] by the :class:`RotaryEmbedding` outputs.
 
     Bit-for-bit transformers' ``x * cos + rotate_half(x) * sin`` with one negation fewer per call.
+    With partial rotary (``cos`` narrower than the head) the remaining dimensions pass unchanged.
     """
+    rotary = cos.shape[-1]
+    if rotary != x.shape[-1]:
+        return torch.cat((apply_rotary(x[..., :rotary], cos, sin), x[..., rotary:]), dim=-1)
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos[:, None] + torch.cat((x2, x1), dim=-1) * sin[:, None]
 
@@ -412,13 +506,17 @@ class RMSNorm(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: _DecoderConfig) -> None:
+    """Gated MLP ``down(act(gate(x)) * up(x))``; ``intermediate_size`` defaults to the config's (MoE experts
+    pass their own)."""
+
+    def __init__(self, config: _DecoderConfig, intermediate_size: int | None = None) -> None:
         super().__init__()
         bias = config._mlp_bias()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
-        self.act = _ACTIVATIONS[config.hidden_act]
+        inner = config.intermediate_size if intermediate_size is None else intermediate_size
+        self.gate_proj = nn.Linear(config.hidden_size, inner, bias=bias)
+        self.up_proj = nn.Linear(config.hidden_size, inner, bias=bias)
+        self.down_proj = nn.Linear(inner, config.hidden_size, bias=bias)
+        self.act = _ACTIVATIONS[config._activation()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
@@ -426,7 +524,14 @@ class MLP(nn.Module):
 
 
 class Attention(nn.Module):
-    """Grouped-query self-attention with rotary positions through ``scaled_dot_product_attention``."""
+    """Grouped-query self-attention with rotary positions through ``scaled_dot_product_attention``.
+
+    Subclasses change the projections (:meth:`init_projections`, :meth:`project`), the q/k norm
+    (``norm_class``) or the attention itself (:meth:`_attend`).
+    """
+
+    #: The per-head query/key norm when the config asks for one (Qwen3).
+    norm_class: ClassVar[type[RMSNorm]] = RMSNorm
 
     def __init__(self, config: _DecoderConfig, layer_idx: int) -> None:
         super().__init__()
@@ -437,17 +542,30 @@ class Attention(nn.Module):
         self.groups = self.num_heads // self.num_kv_heads
         self.scaling = self.head_dim**-0.5
         self.dropout = config.attention_dropout
+        self.init_projections(config)
+        self.q_norm: nn.Module | None = None
+        self.k_norm: nn.Module | None = None
+        if config._qk_norm:
+            self.q_norm = self.norm_class(self.head_dim, eps=config.rms_norm_eps)
+            self.k_norm = self.norm_class(self.head_dim, eps=config.rms_norm_eps)
+
+    def init_projections(self, config: _DecoderConfig) -> None:
+        """The ``q_proj``, ``k_proj``, ``v_proj`` and ``o_proj`` linear layers."""
         qkv_bias, o_bias = config._attention_bias()
         hidden = config.hidden_size
         self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=qkv_bias)
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=o_bias)
-        self.q_norm: RMSNorm | None = None
-        self.k_norm: RMSNorm | None = None
-        if config._qk_norm:
-            self.q_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
-            self.k_norm = RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+
+    def project(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values, each ``[batch, seq, heads, head_dim]``."""
+        shape = (*hidden_states.shape[:2], -1, self.head_dim)
+        return (
+            self.q_proj(hidden_states).view(shape),
+            self.k_proj(hidden_states).view(shape),
+            self.v_proj(hidden_states).view(shape),
+        )
 
     def forward(
         self,
@@ -458,9 +576,8 @@ class Attention(nn.Module):
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         batch, seq, _ = hidden_states.shape
-        q = self.q_proj(hidden_states).view(batch, seq, -1, self.head_dim)
-        k = self.k_proj(hidden_states).view(batch, seq, -1, self.head_dim)
-        v = self.v_proj(hidden_states).view(batch, seq, -1, self.head_dim).transpose(1, 2)
+        q, k, v = self.project(hidden_states)
+        v = v.transpose(1, 2)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rotary(q.transpose(1, 2), cos, sin)
@@ -511,12 +628,27 @@ class Attention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Subclasses swap the parts: ``attention_class``, ``norm_class``, :meth:`feed_forward` (stored
+    under ``feed_forward_name``, its checkpoint name), and what each branch adds to the residual
+    stream (:meth:`attention_branch`, :meth:`feed_forward_branch`).
+    """
+
+    attention_class: ClassVar[type[Attention]] = Attention
+    norm_class: ClassVar[type[RMSNorm]] = RMSNorm
+    feed_forward_name: ClassVar[str] = "mlp"
+
     def __init__(self, config: _DecoderConfig, layer_idx: int) -> None:
         super().__init__()
-        self.self_attn = Attention(config, layer_idx)
-        self.mlp = MLP(config)
-        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.self_attn = self.attention_class(config, layer_idx)
+        setattr(self, self.feed_forward_name, self.feed_forward(config, layer_idx))
+        self.input_layernorm = self.norm_class(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = self.norm_class(config.hidden_size, eps=config.rms_norm_eps)
+
+    def feed_forward(self, config: _DecoderConfig, layer_idx: int) -> nn.Module:
+        """The block after attention (MoE families: a sparse block on some layers)."""
+        return MLP(config)
 
     def forward(
         self,
@@ -527,9 +659,17 @@ class DecoderLayer(nn.Module):
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attn, present = self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, past)
-        hidden_states = hidden_states + attn
-        hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
-        return hidden_states, present
+        hidden_states = hidden_states + self.attention_branch(attn)
+        return hidden_states + self.feed_forward_branch(hidden_states), present
+
+    def attention_branch(self, attn: torch.Tensor) -> torch.Tensor:
+        """What the attention output adds to the residual stream."""
+        return attn
+
+    def feed_forward_branch(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """What the feed-forward block adds to the residual stream."""
+        out: torch.Tensor = getattr(self, self.feed_forward_name)(self.post_attention_layernorm(hidden_states))
+        return out
 
 
 def causal_mask(
@@ -589,16 +729,38 @@ class _PreTrained(nn.Module):
 
 
 class DecoderModel(_PreTrained):
-    """The bare decoder: token embeddings, decoder layers, final norm -> ``last_hidden_state``."""
+    """The bare decoder: token embeddings, decoder layers, final norm -> ``last_hidden_state``.
+
+    Families change the parts through ``embedding_class``, ``layer_class`` (whose ``norm_class``
+    is also the final norm), ``rotary_class``, :meth:`layer_positions` and ``mask_function``.
+    """
+
+    embedding_class: ClassVar[type[nn.Embedding]] = nn.Embedding
+    layer_class: ClassVar[type[DecoderLayer]] = DecoderLayer
+    rotary_class: ClassVar[Callable[..., nn.Module]] = RotaryEmbedding
+    #: The attention mask of the layers with a given sliding window (signature of :func:`causal_mask`).
+    mask_function: Callable[..., torch.Tensor | None] = staticmethod(causal_mask)
 
     def __init__(self, config: _DecoderConfig) -> None:
-        check_config(config)
+        self.check_config(config)
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config)
+        self.embed_tokens = self.embedding_class(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.layers = nn.ModuleList(self.layer_class(config, i) for i in range(config.num_hidden_layers))
+        self.norm = self.layer_class.norm_class(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = self.rotary_class(config)
         self.layer_windows = config._layer_windows()
+
+    @staticmethod
+    def check_config(config: Any) -> None:
+        """Raise :class:`ConfigError` for a config this model cannot be built from."""
+        check_config(config)
+
+    def layer_positions(
+        self, position_ids: torch.Tensor, dtype: torch.dtype
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The rotary ``(cos, sin)`` each layer uses (one pair for all, unless a family has several)."""
+        cos_sin = self.rotary_emb(position_ids, dtype)
+        return [cos_sin] * len(self.layers)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -636,9 +798,9 @@ class DecoderModel(_PreTrained):
                 f"got {tuple(position_ids.shape)}",
                 hint="give one position per new token (not per cached token)",
             )
-        cos, sin = self.rotary_emb(position_ids, hidden.dtype)
+        positions = self.layer_positions(position_ids, hidden.dtype)
         masks = {
-            window: causal_mask(attention_mask, seq, past_length, window, hidden.device)
+            window: self.mask_function(attention_mask, seq, past_length, window, hidden.device)
             for window in set(self.layer_windows)
         }
 
@@ -646,7 +808,7 @@ class DecoderModel(_PreTrained):
         presents = []
         for i, layer in enumerate(self.layers):
             past = past_key_values[i] if past_key_values is not None else None
-            hidden, present = layer(hidden, cos, sin, masks[self.layer_windows[i]], past)
+            hidden, present = layer(hidden, *positions[i], masks[self.layer_windows[i]], past)
             if use_cache:
                 presents.append(present)
             if states is not None:

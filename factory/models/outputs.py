@@ -83,6 +83,27 @@ class SequenceClassifierOutput(LogitsOutput):
 
 
 @dataclass
+class MoeModelOutput(BaseModelOutput):
+    """A mixture-of-experts trunk's output; ``router_logits``: per sparse layer ``[batch * seq, experts]``."""
+
+    router_logits: PerLayer = None
+
+
+@dataclass
+class MoeCausalLMOutput(ModelOutput):
+    """Next-token logits of a mixture-of-experts model and its auxiliary load-balancing loss
+    (transformers' field order)."""
+
+    loss: Tensor | None = None
+    aux_loss: Tensor | None = None
+    logits: Tensor = None
+    past_key_values: Any | None = None
+    hidden_states: PerLayer = None
+    attentions: PerLayer = None
+    router_logits: PerLayer = None
+
+
+@dataclass
 class PreTrainingOutput(ModelOutput):
     loss: Tensor | None = None
     prediction_logits: Tensor = None

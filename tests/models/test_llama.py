@@ -437,7 +437,15 @@ def test_class_attributes_and_meta_construction():
         ({"hidden_size": 30}, "hidden_size=30 is not a multiple of num_attention_heads=4"),
         ({"hidden_act": "mish"}, "hidden_act='mish' is not supported"),
         ({"pad_token_id": 99}, "pad_token_id=99 is not a token id below vocab_size=99"),
-        ({"rope_scaling": {"type": "longrope", "factor": 2.0}}, "rope_type='longrope' is not supported"),
+        ({"rope_scaling": {"type": "proportional", "factor": 2.0}}, "rope_type='proportional' is not supported"),
+        (
+            {"rope_scaling": {"type": "longrope", "factor": 2.0}},
+            "needs rope_parameters ['short_factor', 'long_factor']",
+        ),
+        (
+            {"rope_scaling": {"type": "longrope", "short_factor": [1.0] * 4, "long_factor": [1.0] * 3}},
+            "long_factor must be a list of rotary_dim / 2 = 4 numbers",
+        ),
         (
             {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
             "needs rope_parameters ['low_freq_factor', 'high_freq_factor']",
