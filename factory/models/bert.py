@@ -21,8 +21,8 @@ Classes (task -> class):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
+from factory.models.llama import KVCache, causal_mask
 from factory.models.outputs import BaseModelOutput, NextSentencePredictorOutput, PreTrainingOutput
 
 
@@ -113,15 +114,33 @@ def _check_config(config: BertConfig) -> None:
 
 
 class BertEmbeddings(nn.Module):
-    """Word + token-type + absolute position embeddings, then LayerNorm."""
+    """Word + token-type + absolute position embeddings, then LayerNorm.
 
-    def __init__(self, config: BertConfig) -> None:
+    Other families reuse it: ``token_types=False`` drops the token-type table (DistilBERT,
+    MPNet), ``eps`` and ``dropout`` replace the config's ``layer_norm_eps`` and
+    ``hidden_dropout_prob``, and a subclass overrides :meth:`default_position_ids` (RoBERTa).
+    """
+
+    def __init__(
+        self, config: Config, *, token_types: bool = True, eps: float | None = None, dropout: float | None = None
+    ) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size) if token_types else None
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps if eps is None else eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+
+    @property
+    def max_length(self) -> int:
+        """The most positions (cached ones included) the default position ids cover."""
+        return self.position_embeddings.num_embeddings
+
+    def default_position_ids(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, past_length: int
+    ) -> torch.Tensor | None:
+        """Position ids when none are given; None means ``past_length, past_length + 1, ...`` for every row."""
+        return None
 
     def forward(
         self,
@@ -129,32 +148,73 @@ class BertEmbeddings(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        past_length: int = 0,
     ) -> torch.Tensor:
+        if position_ids is None:
+            position_ids = self.default_position_ids(input_ids, inputs_embeds, past_length)
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         seq_len = inputs_embeds.shape[1]
         # Defaults are slices of the tables (broadcast over the batch), not lookups.
-        if token_type_ids is None:
-            token_type = self.token_type_embeddings.weight[0]
-        else:
-            token_type = self.token_type_embeddings(token_type_ids)
         if position_ids is None:
-            position = self.position_embeddings.weight[:seq_len]
+            embeddings = inputs_embeds + self.position_embeddings.weight[past_length : past_length + seq_len]
         else:
-            position = self.position_embeddings(position_ids)
-        embeddings = inputs_embeds + token_type + position
+            embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        if self.token_type_embeddings is None:
+            if token_type_ids is not None:
+                raise ModelInputError(
+                    f"{type(self).__name__}: this model has no token types, but token_type_ids were given",
+                    hint="drop token_type_ids from the inputs",
+                )
+        elif token_type_ids is None:
+            embeddings = embeddings + self.token_type_embeddings.weight[0]
+        else:
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         out: torch.Tensor = self.dropout(self.LayerNorm(embeddings))
         return out
 
 
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention of ``[batch, heads, seq, head_dim]`` tensors.
+
+    ``mask`` is boolean (True = attend) or additive (a float bias, -inf/min where masked).
+    Through ``scaled_dot_product_attention``; an explicit softmax when ``output_attentions``
+    asks for the probabilities, which are returned second (else None).
+    """
+    if not output_attentions:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+        return out, None
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    elif mask is not None:
+        scores = scores + mask
+    elif is_causal:
+        causal = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1)
+    return F.dropout(probs, dropout_p, dropout_p > 0) @ v, probs
+
+
+#: One layer's cached (key, value), each ``[batch, heads, seq, head_dim]``.
+LayerCache = tuple[torch.Tensor, torch.Tensor]
+
+
 class BertSelfAttention(nn.Module):
-    """Multi-head attention projections and the attention itself."""
+    """Multi-head attention projections and the attention itself; extends a key/value cache."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.scale = self.head_dim**-0.5
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
@@ -166,32 +226,24 @@ class BertSelfAttention(nn.Module):
         mask: torch.Tensor | None,
         is_causal: bool,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        past: LayerCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
         batch, seq_len, hidden = hidden_states.shape
         shape = (batch, seq_len, self.num_heads, self.head_dim)
         q = self.query(hidden_states).view(shape).transpose(1, 2)
         k = self.key(hidden_states).view(shape).transpose(1, 2)
         v = self.value(hidden_states).view(shape).transpose(1, 2)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
         dropout_p = self.dropout_p if self.training else 0.0
-        probs = None
-        if output_attentions:
-            scores = (q @ k.transpose(-1, -2)) * self.scale
-            if mask is not None:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            elif is_causal:
-                causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=scores.device).tril()
-                scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(dim=-1)
-            out = F.dropout(probs, dropout_p, self.training) @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
-        return out.transpose(1, 2).reshape(batch, seq_len, hidden), probs
+        out, probs = attend(q, k, v, mask, is_causal, dropout_p, output_attentions)
+        return out.transpose(1, 2).reshape(batch, seq_len, hidden), probs, (k, v)
 
 
 class BertSelfOutput(nn.Module):
     """Attention output projection, residual and LayerNorm."""
 
-    def __init__(self, config: BertConfig, in_features: int | None = None) -> None:
+    def __init__(self, config: Config, in_features: int | None = None) -> None:
         super().__init__()
         self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -209,14 +261,19 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, output_attentions: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.self(hidden_states, mask, is_causal, output_attentions)
-        return self.output(attended, hidden_states), probs
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        output_attentions: bool,
+        past: LayerCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
+        attended, probs, present = self.self(hidden_states, mask, is_causal, output_attentions, past)
+        return self.output(attended, hidden_states), probs, present
 
 
 class BertIntermediate(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = ACTIVATIONS[config.hidden_act]
@@ -228,7 +285,7 @@ class BertIntermediate(nn.Module):
 class BertOutput(BertSelfOutput):
     """Feed-forward down projection, residual and LayerNorm."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__(config, in_features=config.intermediate_size)
 
 
@@ -240,10 +297,15 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, output_attentions: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(hidden_states, mask, is_causal, output_attentions)
-        return self.output(self.intermediate(attended), attended), probs
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        output_attentions: bool,
+        past: LayerCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
+        attended, probs, present = self.attention(hidden_states, mask, is_causal, output_attentions, past)
+        return self.output(self.intermediate(attended), attended), probs, present
 
 
 class BertEncoder(nn.Module):
@@ -328,6 +390,8 @@ class BertPreTrainedModel(nn.Module):
     base_model_prefix = "bert"
     # Buffers saved by transformers < 4.31 (e.g. all-MiniLM-L6-v2): an arange and zeros, not needed here.
     _keys_to_ignore_on_load_unexpected = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$")
+    #: Language-model heads with an output ``bias`` and a ``decoder`` tied to the word embeddings.
+    _lm_heads: ClassVar[tuple[type[nn.Module], ...]] = (BertLMPredictionHead,)
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -352,14 +416,103 @@ class BertPreTrainedModel(nn.Module):
             if module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()
         elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
-        elif isinstance(module, BertLMPredictionHead):
-            module.bias.zero_()
+            if module.weight is not None:
+                module.weight.fill_(1.0)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, self._lm_heads):
+            cast(nn.Parameter, module.bias).zero_()
             # ``apply`` visits the decoder after the embeddings: keep the tied padding row zero.
-            tied = isinstance(self, heads.TaskModel) and module.decoder.weight is self.get_input_embeddings().weight
+            decoder = cast(nn.Linear, module.decoder)
+            tied = isinstance(self, heads.TaskModel) and decoder.weight is self.get_input_embeddings().weight
             if tied and self.config.pad_token_id is not None:
-                module.decoder.weight[self.config.pad_token_id].zero_()
+                decoder.weight[self.config.pad_token_id].zero_()
+
+
+def input_shape(
+    model: nn.Module,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    past_length: int = 0,
+) -> tuple[int, int]:
+    """``(batch, seq_len)`` of an encoder's inputs, checked: exactly one of ids and embeddings, 2-d ids,
+    and a mask of one entry per cached and new token."""
+    name = type(model).__name__
+    if input_ids is not None and inputs_embeds is None:
+        shape = tuple(input_ids.shape)
+    elif inputs_embeds is not None and input_ids is None:
+        shape = tuple(inputs_embeds.shape[:-1])
+    else:
+        raise ModelInputError(
+            f"{name}: pass exactly one of input_ids or inputs_embeds, "
+            f"found {'both' if input_ids is not None else 'neither'}"
+        )
+    if len(shape) != 2:
+        raise ModelInputError(
+            f"{name}: input_ids must have shape (batch, seq_len), found shape {shape}",
+            hint="add a batch dimension, e.g. input_ids[None]",
+        )
+    batch, seq_len = shape
+    if attention_mask is not None and tuple(attention_mask.shape) != (batch, past_length + seq_len):
+        cached = f" plus {past_length} cached" if past_length else ""
+        raise ModelInputError(
+            f"{name}: attention_mask must have the inputs' shape{cached} {(batch, past_length + seq_len)} "
+            f"(1 = token, 0 = padding), found {tuple(attention_mask.shape)}"
+        )
+    return batch, seq_len
+
+
+def check_length(model: nn.Module, seq_len: int, max_length: int, past_length: int = 0) -> None:
+    """Refuse more positions than the position table has."""
+    if past_length + seq_len > max_length:
+        cached = f" (past {past_length} + new {seq_len})" if past_length else ""
+        table = cast(Config, model.config).max_position_embeddings
+        usable = f", which has room for {max_length} tokens" if max_length != table else ""
+        raise ModelInputError(
+            f"{type(model).__name__}: sequence length {past_length + seq_len}{cached} exceeds "
+            f"max_position_embeddings ({table}){usable}",
+            hint="truncate the inputs (tokenizer truncation=True)",
+        )
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A boolean ``(batch, 1, 1, seq)`` mask (True = attend), or None when nothing is padded."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask[:, None, None, :].bool()
+
+
+def run_layers(
+    layers: Iterable[nn.Module],
+    hidden: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool = False,
+    past_key_values: KVCache | None = None,
+    use_cache: bool = False,
+    output_attentions: bool = False,
+    output_hidden_states: bool = False,
+) -> BaseModelOutput:
+    """Run BERT-style layers (``layer(hidden, mask, is_causal, output_attentions, past) -> (hidden, probs,
+    (key, value))``) and collect what was asked: the cache, hidden states (the input first), attentions."""
+    all_hidden = [hidden] if output_hidden_states else None
+    all_attentions: list[torch.Tensor] | None = [] if output_attentions else None
+    presents: list[LayerCache] = []
+    for i, layer in enumerate(layers):
+        past = past_key_values[i] if past_key_values is not None else None
+        hidden, probs, present = layer(hidden, mask, is_causal, output_attentions, past)
+        if use_cache:
+            presents.append(present)
+        if all_hidden is not None:
+            all_hidden.append(hidden)
+        if all_attentions is not None:
+            all_attentions.append(probs)
+    return BaseModelOutput(
+        last_hidden_state=hidden,
+        past_key_values=tuple(presents) if use_cache else None,
+        hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+        attentions=tuple(all_attentions) if all_attentions is not None else None,
+    )
 
 
 class BertModel(BertPreTrainedModel):
@@ -367,11 +520,17 @@ class BertModel(BertPreTrainedModel):
 
     Returns ``BaseModelOutput`` with ``last_hidden_state``, ``pooler_output`` and,
     when asked, ``hidden_states`` (embeddings, then every layer) and ``attentions``.
+    With ``config.is_decoder`` attention is causal and ``use_cache=True`` returns
+    ``past_key_values`` (per layer ``(key, value)``, ``[batch, heads, seq, head_dim]``)
+    to pass back with the next tokens, as :mod:`factory.models.generation` does.
     """
+
+    #: Families with BERT's network and other embeddings (RoBERTa) set their own.
+    embeddings_class: ClassVar[type[BertEmbeddings]] = BertEmbeddings
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
-        self.embeddings = BertEmbeddings(config)
+        self.embeddings = self.embeddings_class(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
@@ -379,17 +538,13 @@ class BertModel(BertPreTrainedModel):
         return self.embeddings.word_embeddings
 
     def _attention_mask(
-        self, attention_mask: torch.Tensor | None, seq_len: int, device: torch.device
+        self, attention_mask: torch.Tensor | None, seq_len: int, past_length: int, device: torch.device
     ) -> tuple[torch.Tensor | None, bool]:
-        """A boolean ``(batch, 1, q, k)`` mask (True = attend), or None when nothing is masked."""
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None
-        if attention_mask is None:
-            return None, bool(self.config.is_decoder)
-        mask = attention_mask[:, None, None, :].bool()
-        if self.config.is_decoder:
-            mask = mask & torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
-        return mask, False
+        """A boolean ``(batch, 1, q, k)`` mask (True = attend) and whether SDPA's own causal mask applies."""
+        if not self.config.is_decoder:
+            return padding_mask(attention_mask), False
+        mask = causal_mask(attention_mask, seq_len, past_length, None, device)
+        return mask, mask is None and past_length == 0 and seq_len > 1
 
     def forward(
         self,
@@ -398,52 +553,37 @@ class BertModel(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
-        if input_ids is not None and inputs_embeds is None:
-            shape = tuple(input_ids.shape)
-        elif inputs_embeds is not None and input_ids is None:
-            shape = tuple(inputs_embeds.shape[:-1])
+        if past_key_values is not None and not self.config.is_decoder:
+            raise ModelInputError(
+                f"{type(self).__name__}: past_key_values need a decoder config (is_decoder=True); "
+                "this encoder attends both ways and keeps no cache",
+                hint="drop past_key_values, or set is_decoder=True in config.json",
+            )
+        past_length = past_key_values[0][0].shape[2] if past_key_values else 0
+        _, seq_len = input_shape(self, input_ids, inputs_embeds, attention_mask, past_length)
+        if position_ids is None:
+            check_length(self, seq_len, self.embeddings.max_length, past_length)
         else:
-            raise ModelInputError(
-                "BertModel: pass exactly one of input_ids or inputs_embeds, "
-                f"found {'both' if input_ids is not None else 'neither'}"
-            )
-        if len(shape) != 2:
-            raise ModelInputError(
-                f"BertModel: input_ids must have shape (batch, seq_len), found shape {shape}",
-                hint="add a batch dimension, e.g. input_ids[None]",
-            )
-        if attention_mask is not None and tuple(attention_mask.shape) != shape:
-            raise ModelInputError(
-                f"BertModel: attention_mask must have the inputs' shape {shape} (1 = token, 0 = padding), "
-                f"found {tuple(attention_mask.shape)}"
-            )
-        if shape[1] > self.config.max_position_embeddings:
-            raise ModelInputError(
-                f"BertModel: sequence length {shape[1]} exceeds max_position_embeddings "
-                f"({self.config.max_position_embeddings})",
-                hint="truncate the inputs (tokenizer truncation=True)",
-            )
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask, is_causal = self._attention_mask(attention_mask, shape[1], hidden.device)
-
-        all_hidden = [hidden] if output_hidden_states else None
-        all_attentions: list[torch.Tensor] | None = [] if output_attentions else None
-        for layer in self.encoder.layer:
-            hidden, probs = layer(hidden, mask, is_causal, output_attentions)
-            if all_hidden is not None:
-                all_hidden.append(hidden)
-            if all_attentions is not None:
-                all_attentions.append(probs)
-
-        return BaseModelOutput(
-            last_hidden_state=hidden,
-            pooler_output=self.pooler(hidden) if self.pooler is not None else None,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
-            attentions=tuple(all_attentions) if all_attentions is not None else None,
+            check_length(self, seq_len, self.config.max_position_embeddings)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
+        mask, is_causal = self._attention_mask(attention_mask, seq_len, past_length, hidden.device)
+        out = run_layers(
+            self.encoder.layer,
+            hidden,
+            mask,
+            is_causal,
+            past_key_values,
+            use_cache and bool(self.config.is_decoder),
+            output_attentions,
+            output_hidden_states,
         )
+        out.pooler_output = self.pooler(out.last_hidden_state) if self.pooler is not None else None
+        return out
 
 
 class BertForTextEncoding(BertModel):
@@ -452,21 +592,11 @@ class BertForTextEncoding(BertModel):
 
 # --- task heads (factory.models.heads): BertModel under ``bert`` plus the head layers -----------------
 _DROPOUT = heads.dropout("hidden_dropout_prob")
-_NO_POOLER = {"add_pooling_layer": False}
+NO_POOLER = {"add_pooling_layer": False}
 _TIED_LM = {
     "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
     "cls.predictions.decoder.bias": "cls.predictions.bias",
 }
-
-
-def _span_outputs(config: BertConfig) -> nn.Linear:
-    """``qa_outputs``: transformers sizes it by ``num_labels``, which must be 2 (start and end)."""
-    if config.num_labels != 2:
-        raise ConfigError(
-            f"BertForQuestionAnswering: needs num_labels == 2 (start and end logits), found {config.num_labels}",
-            hint="remove num_labels / id2label from the config, or set num_labels=2",
-        )
-    return nn.Linear(config.hidden_size, 2)
 
 
 class BertTaskModel(heads.TaskModel, BertPreTrainedModel):
@@ -511,7 +641,7 @@ class BertForPreTraining(BertTaskModel):
 class BertForMaskedLM(heads.MaskedLM, BertTaskModel):
     """Masked language modelling; ``labels`` of -100 are ignored in the loss."""
 
-    trunk_options = _NO_POOLER
+    trunk_options = NO_POOLER
     head_layers = {"cls": BertOnlyMLMHead}
     tied = _TIED_LM
     cls: BertOnlyMLMHead
@@ -545,15 +675,15 @@ class BertForMultipleChoice(heads.MultipleChoice, BertTaskModel):
 class BertForTokenClassification(heads.TokenClassification, BertTaskModel):
     """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
 
-    trunk_options = _NO_POOLER
+    trunk_options = NO_POOLER
     head_layers = {"dropout": _DROPOUT, "classifier": heads.linear("num_labels")}
 
 
 class BertForQuestionAnswering(heads.QuestionAnswering, BertTaskModel):
     """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
 
-    trunk_options = _NO_POOLER
-    head_layers = {"qa_outputs": _span_outputs}
+    trunk_options = NO_POOLER
+    head_layers = {"qa_outputs": heads.span_outputs}
 
 
 __all__ = [

@@ -10,3 +10,14 @@ import torch
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+def pytest_generate_tests(metafunc):
+    """An encoder suite's ``task`` runs over the family's registered tasks (those with a loss where asked)."""
+    family = getattr(metafunc.cls, "FAMILY", None)
+    if family is None or "task" not in metafunc.fixturenames:
+        return
+    tasks = list(family.heads)
+    if getattr(metafunc.function, "labelled_tasks", False):
+        tasks = [t for t in tasks if t not in family.no_labels]
+    metafunc.parametrize("task", tasks)
