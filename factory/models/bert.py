@@ -87,7 +87,22 @@ ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _check_config(config: BertConfig) -> None:
+class Activation(nn.Module):
+    """One of :data:`ACTIVATIONS` as a module (a head layer without parameters)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.fn = ACTIVATIONS[name]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def _check_config(config: Config) -> None:
     """Reject configs this implementation would otherwise run wrongly."""
     if config.hidden_size % config.num_attention_heads:
         raise ConfigError(
@@ -100,13 +115,14 @@ def _check_config(config: BertConfig) -> None:
             f"BERT: hidden_act {config.hidden_act!r} is not supported; supported: {sorted(ACTIVATIONS)}",
             hint="use one of the supported activations, or register your own model class",
         )
-    if config.position_embedding_type != "absolute":
+    position_embedding_type = getattr(config, "position_embedding_type", "absolute")
+    if position_embedding_type != "absolute":
         raise ConfigError(
-            f"BERT: position_embedding_type {config.position_embedding_type!r} is not supported; "
+            f"BERT: position_embedding_type {position_embedding_type!r} is not supported; "
             "only 'absolute' is implemented (as in transformers 5)",
             hint="use a checkpoint with absolute position embeddings",
         )
-    if config.add_cross_attention:
+    if getattr(config, "add_cross_attention", False):
         raise ConfigError(
             "BERT: add_cross_attention=True (BERT as the decoder of an encoder-decoder) is not supported natively",
             hint="set add_cross_attention to false, or use transformers for encoder-decoder BERT",
@@ -208,13 +224,35 @@ def attend(
 LayerCache = tuple[torch.Tensor, torch.Tensor]
 
 
+def self_attention(
+    hidden_states: torch.Tensor,
+    projections: tuple[nn.Module, nn.Module, nn.Module],
+    num_heads: int,
+    mask: torch.Tensor | None,
+    is_causal: bool = False,
+    output_attentions: bool = False,
+    past: LayerCache | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
+    """Multi-head self-attention with the (query, key, value) ``projections``, before any output projection.
+
+    Returns the heads merged back ``[batch, seq, hidden]``, the probabilities (with
+    ``output_attentions``) and the layer's ``(key, value)`` with ``past`` in front.
+    """
+    batch, seq_len, _ = hidden_states.shape
+    q, k, v = (p(hidden_states).view(batch, seq_len, num_heads, -1).transpose(1, 2) for p in projections)
+    if past is not None:
+        k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+    out, probs = attend(q, k, v, mask, is_causal, dropout_p, output_attentions)
+    return out.transpose(1, 2).reshape(batch, seq_len, -1), probs, (k, v)
+
+
 class BertSelfAttention(nn.Module):
     """Multi-head attention projections and the attention itself; extends a key/value cache."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
@@ -228,16 +266,11 @@ class BertSelfAttention(nn.Module):
         output_attentions: bool = False,
         past: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
-        batch, seq_len, hidden = hidden_states.shape
-        shape = (batch, seq_len, self.num_heads, self.head_dim)
-        q = self.query(hidden_states).view(shape).transpose(1, 2)
-        k = self.key(hidden_states).view(shape).transpose(1, 2)
-        v = self.value(hidden_states).view(shape).transpose(1, 2)
-        if past is not None:
-            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        projections = (self.query, self.key, self.value)
         dropout_p = self.dropout_p if self.training else 0.0
-        out, probs = attend(q, k, v, mask, is_causal, dropout_p, output_attentions)
-        return out.transpose(1, 2).reshape(batch, seq_len, hidden), probs, (k, v)
+        return self_attention(
+            hidden_states, projections, self.num_heads, mask, is_causal, output_attentions, past, dropout_p
+        )
 
 
 class BertSelfOutput(nn.Module):
@@ -317,7 +350,7 @@ class BertEncoder(nn.Module):
 class BertPooler(nn.Module):
     """tanh(dense(first token))."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
@@ -383,17 +416,35 @@ class BertPreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
+@torch.no_grad()
+def init_weights(module: nn.Module, std: float) -> None:
+    """transformers' default initialisation: N(0, std) weights, zero biases and padding rows, unit norms."""
+    if isinstance(module, nn.Linear):
+        module.weight.normal_(0.0, std)
+        if module.bias is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.normal_(0.0, std)
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            module.weight.fill_(1.0)
+        if module.bias is not None:
+            module.bias.zero_()
+
+
 class BertPreTrainedModel(nn.Module):
     """What every BERT model class shares: config class, prefix, config checks and init."""
 
-    config_class = BertConfig
+    config_class: ClassVar[type[Config]] = BertConfig
     base_model_prefix = "bert"
     # Buffers saved by transformers < 4.31 (e.g. all-MiniLM-L6-v2): an arange and zeros, not needed here.
     _keys_to_ignore_on_load_unexpected = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$")
     #: Language-model heads with an output ``bias`` and a ``decoder`` tied to the word embeddings.
     _lm_heads: ClassVar[tuple[type[nn.Module], ...]] = (BertLMPredictionHead,)
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__()
         _check_config(config)
         self.config = config
@@ -405,22 +456,9 @@ class BertPreTrainedModel(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """transformers' initialisation: N(0, initializer_range) weights, zero biases, unit norms."""
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            module.weight.normal_(0.0, std)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.Embedding):
-            module.weight.normal_(0.0, std)
-            if module.padding_idx is not None:
-                module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            if module.weight is not None:
-                module.weight.fill_(1.0)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, self._lm_heads):
+        """transformers' initialisation (:func:`init_weights`), zero LM-head biases."""
+        init_weights(module, self.config.initializer_range)
+        if isinstance(module, self._lm_heads):
             cast(nn.Parameter, module.bias).zero_()
             # ``apply`` visits the decoder after the embeddings: keep the tied padding row zero.
             decoder = cast(nn.Linear, module.decoder)
@@ -463,12 +501,16 @@ def input_shape(
     return batch, seq_len
 
 
-def check_length(model: nn.Module, seq_len: int, max_length: int, past_length: int = 0) -> None:
-    """Refuse more positions than the position table has."""
-    if past_length + seq_len > max_length:
+def check_length(model: nn.Module, seq_len: int, position_ids: torch.Tensor | None, past_length: int = 0) -> None:
+    """Refuse more tokens than ``model.embeddings``' position table has room for (with default position ids;
+    given ones are only held to the table's size)."""
+    table = cast(Config, model.config).max_position_embeddings
+    room = cast(BertEmbeddings, model.embeddings).max_length if position_ids is None else table
+    if position_ids is not None:
+        past_length = 0
+    if past_length + seq_len > room:
         cached = f" (past {past_length} + new {seq_len})" if past_length else ""
-        table = cast(Config, model.config).max_position_embeddings
-        usable = f", which has room for {max_length} tokens" if max_length != table else ""
+        usable = f", which has room for {room} tokens" if room != table else ""
         raise ModelInputError(
             f"{type(model).__name__}: sequence length {past_length + seq_len}{cached} exceeds "
             f"max_position_embeddings ({table}){usable}",
@@ -566,10 +608,7 @@ class BertModel(BertPreTrainedModel):
             )
         past_length = past_key_values[0][0].shape[2] if past_key_values else 0
         _, seq_len = input_shape(self, input_ids, inputs_embeds, attention_mask, past_length)
-        if position_ids is None:
-            check_length(self, seq_len, self.embeddings.max_length, past_length)
-        else:
-            check_length(self, seq_len, self.config.max_position_embeddings)
+        check_length(self, seq_len, position_ids, past_length)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
         mask, is_causal = self._attention_mask(attention_mask, seq_len, past_length, hidden.device)
         out = run_layers(

@@ -252,7 +252,7 @@ class EncoderSuite:
         with torch.no_grad():
             ours = model(**inputs, output_hidden_states=True)
             theirs = reference(**inputs, output_hidden_states=True)
-        assert len(ours.hidden_states) == self.FAMILY.config["num_hidden_layers"] + 1 == len(theirs.hidden_states)
+        assert len(ours.hidden_states) == model.config.num_hidden_layers + 1 == len(theirs.hidden_states)
         for i, (a, b) in enumerate(zip(ours.hidden_states, theirs.hidden_states)):
             close(a, b, f"hidden_states[{i}]")
         assert ours.attentions is None
@@ -267,7 +267,7 @@ class EncoderSuite:
             ours = model(**inputs, output_attentions=True)
             theirs = reference(**inputs, output_attentions=True)
             plain = model(**inputs)
-        assert len(ours.attentions) == self.FAMILY.config["num_hidden_layers"] == len(theirs.attentions)
+        assert len(ours.attentions) == model.config.num_hidden_layers == len(theirs.attentions)
         for i, (a, b) in enumerate(zip(ours.attentions, theirs.attentions)):
             close(a, b, f"attentions[{i}]")
         close(ours.last_hidden_state, plain.last_hidden_state, "explicit softmax vs sdpa")
@@ -365,7 +365,7 @@ class EncoderSuite:
     def test_bad_inputs_are_model_input_errors(self, checkpoints):
         model, _ = self.native("model", checkpoints)
         ids = make_inputs(self.FAMILY)["input_ids"]
-        too_long = torch.full((1, self.FAMILY.config["max_position_embeddings"] + 1), 5)
+        too_long = torch.full((1, model.config.max_position_embeddings + 1), 5)
         calls = [
             (lambda: model(), "exactly one of input_ids or inputs_embeds"),
             (lambda: model(ids, inputs_embeds=torch.zeros(3, 9, model.config.hidden_size)), "found both"),
