@@ -270,7 +270,9 @@ class EncoderSuite:
         assert len(ours.attentions) == model.config.num_hidden_layers == len(theirs.attentions)
         for i, (a, b) in enumerate(zip(ours.attentions, theirs.attentions)):
             close(a, b, f"attentions[{i}]")
-        close(ours.last_hidden_state, plain.last_hidden_state, "explicit softmax vs sdpa")
+        # padded queries can see no key at all (ModernBERT's local layers): there eager and SDPA differ, as in transformers
+        valid = inputs["attention_mask"].bool()
+        close(ours.last_hidden_state[valid], plain.last_hidden_state[valid], "explicit softmax vs sdpa")
 
     def test_inputs_embeds_match_transformers(self, checkpoints):
         model, reference = self.native("model", checkpoints)
