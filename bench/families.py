@@ -33,7 +33,12 @@ class Family:
 
 
 #: Native families with a benchmark row. Add one line per family (and its spec in checkpoints.SPECS).
-FAMILIES: tuple[Family, ...] = ()
+FAMILIES: tuple[Family, ...] = (
+    Family("roberta", "roberta-fwd", "model", "AutoModel", "encoder", forward={"seq": 128, "pad_rows": 1}),
+    Family("distilbert", "distilbert-fwd", "model", "AutoModel", "text", forward={"seq": 128, "pad_rows": 1}),
+    Family("mpnet", "mpnet-fwd", "model", "AutoModel", "text", forward={"seq": 128, "pad_rows": 1}),
+    Family("modernbert", "modernbert-fwd", "model", "AutoModel", "text", forward={"seq": 256, "pad_rows": 1}),
+)
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0
 

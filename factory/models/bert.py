@@ -35,13 +35,9 @@ from factory.models.llama import KVCache, causal_mask
 from factory.models.outputs import BaseModelOutput, NextSentencePredictorOutput, PreTrainingOutput
 
 
-class BertConfig(Config):
-    """BERT hyper-parameters; defaults are those of transformers' ``BertConfig``.
+class EncoderConfig(Config):
+    """The hyper-parameters of BERT's network that BERT, RoBERTa and MPNet share, with BERT's defaults."""
 
-    ``id2label`` / ``label2id`` / ``num_labels`` / ``problem_type`` come from :class:`Config`.
-    """
-
-    model_type = "bert"
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -51,9 +47,18 @@ class BertConfig(Config):
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     max_position_embeddings: int = 512
-    type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
+
+
+class BertConfig(EncoderConfig):
+    """BERT hyper-parameters; defaults are those of transformers' ``BertConfig``.
+
+    ``id2label`` / ``label2id`` / ``num_labels`` / ``problem_type`` come from :class:`Config`.
+    """
+
+    model_type = "bert"
+    type_vocab_size: int = 2
     pad_token_id: int | None = 0
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -224,53 +229,49 @@ def attend(
 LayerCache = tuple[torch.Tensor, torch.Tensor]
 
 
-def self_attention(
-    hidden_states: torch.Tensor,
-    projections: tuple[nn.Module, nn.Module, nn.Module],
-    num_heads: int,
-    mask: torch.Tensor | None,
-    is_causal: bool = False,
-    output_attentions: bool = False,
-    past: LayerCache | None = None,
-    dropout_p: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
-    """Multi-head self-attention with the (query, key, value) ``projections``, before any output projection.
-
-    Returns the heads merged back ``[batch, seq, hidden]``, the probabilities (with
-    ``output_attentions``) and the layer's ``(key, value)`` with ``past`` in front.
-    """
-    batch, seq_len, _ = hidden_states.shape
-    q, k, v = (p(hidden_states).view(batch, seq_len, num_heads, -1).transpose(1, 2) for p in projections)
-    if past is not None:
-        k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
-    out, probs = attend(q, k, v, mask, is_causal, dropout_p, output_attentions)
-    return out.transpose(1, 2).reshape(batch, seq_len, -1), probs, (k, v)
-
-
 class BertSelfAttention(nn.Module):
-    """Multi-head attention projections and the attention itself; extends a key/value cache."""
+    """Multi-head self-attention (before any output projection); extends a key/value cache.
 
-    def __init__(self, config: BertConfig) -> None:
+    Families with BERT's attention under other checkpoint names subclass it: the query, key
+    and value projections are ``projection_names``, ``output_name`` adds an output projection
+    (DistilBERT's ``q_lin``... ``out_lin``, MPNet's ``q``... ``o``), and ``dropout_key`` names the
+    config's attention dropout.
+    """
+
+    projection_names: ClassVar[tuple[str, str, str]] = ("query", "key", "value")
+    output_name: ClassVar[str | None] = None
+    dropout_key: ClassVar[str] = "attention_probs_dropout_prob"
+
+    def __init__(self, config: Config) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout_p = config.attention_probs_dropout_prob
+        for name in (*self.projection_names, *([self.output_name] if self.output_name else [])):
+            setattr(self, name, nn.Linear(config.hidden_size, config.hidden_size))
+        self.dropout_p: float = getattr(config, self.dropout_key)
 
     def forward(
         self,
         hidden_states: torch.Tensor,
         mask: torch.Tensor | None,
-        is_causal: bool,
+        is_causal: bool = False,
         output_attentions: bool = False,
         past: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
-        projections = (self.query, self.key, self.value)
-        dropout_p = self.dropout_p if self.training else 0.0
-        return self_attention(
-            hidden_states, projections, self.num_heads, mask, is_causal, output_attentions, past, dropout_p
+        """``[batch, seq, hidden]`` in and out, the probabilities (with ``output_attentions``) and the
+        layer's ``(key, value)`` with ``past`` in front."""
+        batch, seq_len, _ = hidden_states.shape
+        q, k, v = (
+            self.get_submodule(name)(hidden_states).view(batch, seq_len, self.num_heads, -1).transpose(1, 2)
+            for name in self.projection_names
         )
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        dropout_p = self.dropout_p if self.training else 0.0
+        out, probs = attend(q, k, v, mask, is_causal, dropout_p, output_attentions)
+        out = out.transpose(1, 2).reshape(batch, seq_len, -1)
+        if self.output_name is not None:
+            out = self.get_submodule(self.output_name)(out)
+        return out, probs, (k, v)
 
 
 class BertSelfOutput(nn.Module):
@@ -323,9 +324,14 @@ class BertOutput(BertSelfOutput):
 
 
 class BertLayer(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+    """Attention (with its residual and norm), then the feed-forward ``intermediate`` and ``output``."""
+
+    #: Families with BERT's layer and another attention block (MPNet) set their own.
+    attention_class: ClassVar[type[nn.Module]] = BertAttention
+
+    def __init__(self, config: Config) -> None:
         super().__init__()
-        self.attention = BertAttention(config)
+        self.attention = self.attention_class(config)
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
@@ -342,9 +348,11 @@ class BertLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+    layer_class: ClassVar[type[nn.Module]] = BertLayer
+
+    def __init__(self, config: Config) -> None:
         super().__init__()
-        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layer = nn.ModuleList(self.layer_class(config) for _ in range(config.num_hidden_layers))
 
 
 class BertPooler(nn.Module):
@@ -528,7 +536,7 @@ def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
 def run_layers(
     layers: Iterable[nn.Module],
     hidden: torch.Tensor,
-    mask: torch.Tensor | None,
+    mask: Any,
     is_causal: bool = False,
     past_key_values: KVCache | None = None,
     use_cache: bool = False,
@@ -536,7 +544,11 @@ def run_layers(
     output_hidden_states: bool = False,
 ) -> BaseModelOutput:
     """Run BERT-style layers (``layer(hidden, mask, is_causal, output_attentions, past) -> (hidden, probs,
-    (key, value))``) and collect what was asked: the cache, hidden states (the input first), attentions."""
+    (key, value))``) and collect what was asked: the cache, hidden states (the input first), attentions.
+
+    ``mask`` is passed to every layer as it is: a mask tensor, or what a family's layers read instead
+    (ModernBERT: rotary and mask per layer type).
+    """
     all_hidden = [hidden] if output_hidden_states else None
     all_attentions: list[torch.Tensor] | None = [] if output_attentions else None
     presents: list[LayerCache] = []
@@ -567,25 +579,28 @@ class BertModel(BertPreTrainedModel):
     to pass back with the next tokens, as :mod:`factory.models.generation` does.
     """
 
-    #: Families with BERT's network and other embeddings (RoBERTa) set their own.
+    #: Families with BERT's trunk and other embeddings (RoBERTa) or layers (MPNet) set their own, and
+    #: override :meth:`_attention_mask` for another mask (MPNet's relative-position bias).
     embeddings_class: ClassVar[type[BertEmbeddings]] = BertEmbeddings
+    encoder_class: ClassVar[type[BertEncoder]] = BertEncoder
 
-    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+    def __init__(self, config: Config, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         self.embeddings = self.embeddings_class(config)
-        self.encoder = BertEncoder(config)
+        self.encoder = self.encoder_class(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 
     def _attention_mask(
-        self, attention_mask: torch.Tensor | None, seq_len: int, past_length: int, device: torch.device
+        self, attention_mask: torch.Tensor | None, hidden: torch.Tensor, past_length: int
     ) -> tuple[torch.Tensor | None, bool]:
         """A boolean ``(batch, 1, q, k)`` mask (True = attend) and whether SDPA's own causal mask applies."""
-        if not self.config.is_decoder:
+        if not getattr(self.config, "is_decoder", False):
             return padding_mask(attention_mask), False
-        mask = causal_mask(attention_mask, seq_len, past_length, None, device)
+        seq_len = hidden.shape[1]
+        mask = causal_mask(attention_mask, seq_len, past_length, None, hidden.device)
         return mask, mask is None and past_length == 0 and seq_len > 1
 
     def forward(
@@ -600,7 +615,8 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
-        if past_key_values is not None and not self.config.is_decoder:
+        decoder = bool(getattr(self.config, "is_decoder", False))
+        if past_key_values is not None and not decoder:
             raise ModelInputError(
                 f"{type(self).__name__}: past_key_values need a decoder config (is_decoder=True); "
                 "this encoder attends both ways and keeps no cache",
@@ -610,14 +626,14 @@ class BertModel(BertPreTrainedModel):
         _, seq_len = input_shape(self, input_ids, inputs_embeds, attention_mask, past_length)
         check_length(self, seq_len, position_ids, past_length)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
-        mask, is_causal = self._attention_mask(attention_mask, seq_len, past_length, hidden.device)
+        mask, is_causal = self._attention_mask(attention_mask, hidden, past_length)
         out = run_layers(
             self.encoder.layer,
             hidden,
             mask,
             is_causal,
             past_key_values,
-            use_cache and bool(self.config.is_decoder),
+            use_cache and decoder,
             output_attentions,
             output_hidden_states,
         )

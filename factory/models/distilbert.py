@@ -4,7 +4,7 @@ Parameter names are transformers' (``distilbert.embeddings.word_embeddings``,
 ``distilbert.transformer.layer.N.attention.q_lin``, ``ffn.lin1``, ``sa_layer_norm``...).
 The network is BERT's without token types and pooler; the embeddings are BERT's
 (:class:`factory.models.bert.BertEmbeddings`, LayerNorm epsilon fixed at 1e-12 as in
-transformers), attention runs through BERT's :func:`~factory.models.bert.self_attention`,
+transformers), attention is BERT's (:class:`~factory.models.bert.BertSelfAttention`),
 and the layers through BERT's layer loop. The config keeps DistilBERT's key names
 (``dim``, ``n_heads``, ``n_layers``; ``hidden_size``... read and write them too).
 
@@ -30,13 +30,13 @@ from factory.models.bert import (
     ACTIVATIONS,
     Activation,
     BertEmbeddings,
+    BertSelfAttention,
     LayerCache,
     check_length,
     init_weights,
     input_shape,
     padding_mask,
     run_layers,
-    self_attention,
 )
 from factory.models.configuration import Config
 from factory.models.outputs import BaseModelOutput
@@ -94,32 +94,12 @@ def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """``q_lin``, ``k_lin``, ``v_lin`` and the output projection ``out_lin``."""
+class MultiHeadSelfAttention(BertSelfAttention):
+    """BERT's attention as ``q_lin``, ``k_lin``, ``v_lin`` and the output projection ``out_lin``."""
 
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__()
-        self.n_heads = config.n_heads
-        self.q_lin = nn.Linear(config.dim, config.dim)
-        self.k_lin = nn.Linear(config.dim, config.dim)
-        self.v_lin = nn.Linear(config.dim, config.dim)
-        self.out_lin = nn.Linear(config.dim, config.dim)
-        self.dropout_p = config.attention_dropout
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        mask: torch.Tensor | None,
-        is_causal: bool = False,
-        output_attentions: bool = False,
-        past: LayerCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, LayerCache]:
-        projections = (self.q_lin, self.k_lin, self.v_lin)
-        dropout_p = self.dropout_p if self.training else 0.0
-        attended, probs, present = self_attention(
-            hidden_states, projections, self.n_heads, mask, is_causal, output_attentions, past, dropout_p
-        )
-        return self.out_lin(attended), probs, present
+    projection_names = ("q_lin", "k_lin", "v_lin")
+    output_name = "out_lin"
+    dropout_key = "attention_dropout"
 
 
 class FFN(nn.Module):
@@ -176,10 +156,6 @@ class DistilBertPreTrainedModel(nn.Module):
         super().__init__()
         _check_config(config)
         self.config = config
-
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        return {}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -271,21 +247,21 @@ class DistilBertForMaskedLM(heads.MaskedLM, DistilBertTaskModel):
 
 
 class DistilBertForSequenceClassification(heads.SequenceClassification, DistilBertTaskModel):
-    """The pre-classifier head on the first token; regression, single- or multi-label loss by ``problem_type``."""
+    """``pre_classifier``, ReLU, dropout and ``classifier`` on ``[CLS]``."""
 
     pool = heads.first_token
     head_layers = _pre_classifier("num_labels")
 
 
 class DistilBertForMultipleChoice(heads.MultipleChoice, DistilBertTaskModel):
-    """Scores each of ``num_choices`` candidates from its first token; inputs ``(batch, num_choices, seq_len)``."""
+    """The sequence classifier's layers with one score per choice."""
 
     pool = heads.first_token
     head_layers = _pre_classifier(1)
 
 
 class DistilBertForTokenClassification(heads.TokenClassification, DistilBertTaskModel):
-    """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
+    """Dropout (``dropout``) and ``classifier`` on every token."""
 
     head_layers = {"dropout": heads.dropout("dropout"), "classifier": heads.linear("num_labels")}
 

@@ -30,14 +30,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
 from factory.errors import ConfigError
 from factory.models import heads
-from factory.models.bert import ACTIVATIONS, Activation, attend, input_shape, padding_mask
+from factory.models.bert import ACTIVATIONS, Activation, attend, input_shape, padding_mask, run_layers
 from factory.models.configuration import Config
 from factory.models.llama import ROPE_TYPES, RotaryEmbedding, apply_rotary
 from factory.models.outputs import BaseModelOutput
@@ -247,6 +247,10 @@ class ModernBertAttention(nn.Module):
         return self.out_drop(self.Wo(out.transpose(1, 2).reshape(batch, seq_len, -1))), probs
 
 
+#: Per layer type: the rotary cos and sin and the attention mask its layers use.
+LayerInputs = Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+
+
 class ModernBertEncoderLayer(nn.Module):
     """Pre-norm attention and MLP, each with a residual; the first layer's input is already normed."""
 
@@ -261,14 +265,16 @@ class ModernBertEncoderLayer(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        mask: torch.Tensor | None,
+        inputs: LayerInputs,
+        is_causal: bool = False,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        past: None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, None]:
+        """BERT's layer call (:func:`~factory.models.bert.run_layers`); ``inputs`` are all layer types'."""
+        cos, sin, mask = inputs[self.attention_type]
         attended, probs = self.attn(self.attn_norm(hidden_states), cos, sin, mask, output_attentions)
         hidden_states = hidden_states + attended
-        return hidden_states + self.mlp(self.mlp_norm(hidden_states)), probs
+        return hidden_states + self.mlp(self.mlp_norm(hidden_states)), probs, None
 
 
 class ModernBertPredictionHead(nn.Module):
@@ -295,10 +301,6 @@ class ModernBertPreTrainedModel(nn.Module):
         super().__init__()
         _check_config(config)
         self.config = config
-
-    @property
-    def tied_weights(self) -> dict[str, str]:
-        return {}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -361,24 +363,14 @@ class ModernBertModel(ModernBertPreTrainedModel):
                 attention_mask, seq_len, self.config.sliding_window, hidden.device
             ),
         }
-        rotary = {t: rope(position_ids, hidden.dtype) for t, rope in self.rotary_emb.items()}
-        states = [hidden] if output_hidden_states else None
-        attentions: list[torch.Tensor] | None = [] if output_attentions else None
-        for layer in self.layers:
-            kind = cast(ModernBertEncoderLayer, layer).attention_type
-            hidden, probs = layer(hidden, *rotary[kind], masks[kind], output_attentions)
-            if states is not None:
-                states.append(hidden)
-            if attentions is not None:
-                attentions.append(probs)
-        hidden = self.final_norm(hidden)
-        if states is not None:
-            states[-1] = hidden  # as transformers: the last entry is the normed output
-        return BaseModelOutput(
-            last_hidden_state=hidden,
-            hidden_states=tuple(states) if states is not None else None,
-            attentions=tuple(attentions) if attentions is not None else None,
+        inputs = {t: (*rope(position_ids, hidden.dtype), masks[t]) for t, rope in self.rotary_emb.items()}
+        out = run_layers(
+            self.layers, hidden, inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
+        out.last_hidden_state = self.final_norm(out.last_hidden_state)
+        if out.hidden_states is not None:  # as transformers: the last entry is the normed output
+            out.hidden_states = (*out.hidden_states[:-1], out.last_hidden_state)
+        return out
 
 
 # --- task heads (factory.models.heads): ModernBertModel under ``model`` plus head, drop, classifier -------
@@ -457,14 +449,14 @@ class ModernBertForSequenceClassification(heads.SequenceClassification, ModernBe
 
 
 class ModernBertForMultipleChoice(heads.MultipleChoice, ModernBertTaskModel):
-    """Scores each of ``num_choices`` candidates; inputs ``(batch, num_choices, seq_len)``."""
+    """One score per choice: :func:`choice_pool`, then ``head``, ``drop`` and ``classifier``."""
 
     pool = choice_pool
     head_layers = _classifier(1)
 
 
 class ModernBertForTokenClassification(heads.TokenClassification, ModernBertTaskModel):
-    """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
+    """``head``, ``drop`` and ``classifier`` on every token."""
 
     head_layers = _classifier("num_labels")
 

@@ -19,7 +19,8 @@ Classes (task -> class; XLM-RoBERTa's are named ``XLMRoberta...``):
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from torch import nn
 from factory.errors import ConfigError
 from factory.models import heads
 from factory.models.bert import NO_POOLER, BertConfig, BertEmbeddings, BertModel, BertPreTrainedModel
+from factory.models.configuration import Config
 
 
 class RobertaConfig(BertConfig):
@@ -131,7 +133,7 @@ def hidden_dropout(config: Any) -> nn.Dropout:
 class RobertaPreTrainedModel(BertPreTrainedModel):
     """BERT's base (config checks, initialisation) with RoBERTa's config class, prefix and LM head."""
 
-    config_class = RobertaConfig
+    config_class: ClassVar[type[Config]] = RobertaConfig
     base_model_prefix = "roberta"
     _lm_heads = (RobertaLMHead,)
 
@@ -143,20 +145,25 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
 
 
 # --- task heads (factory.models.heads): RobertaModel under ``roberta`` plus the head layers -------------
-_TIED_LM = {
-    "lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight",
-    "lm_head.decoder.bias": "lm_head.bias",
-}
+def tied_lm_head(prefix: str) -> dict[str, str]:
+    """``lm_head``'s decoder tied to the word embeddings of the trunk under ``prefix``, its bias to ``bias``."""
+    return {
+        "lm_head.decoder.weight": f"{prefix}.embeddings.word_embeddings.weight",
+        "lm_head.decoder.bias": "lm_head.bias",
+    }
+
+
+_TIED_LM = tied_lm_head("roberta")
 
 
 class RobertaTaskModel(heads.TaskModel, RobertaPreTrainedModel):
     """The base of the RoBERTa heads: a :class:`RobertaModel` under ``roberta``."""
 
-    trunk_class = RobertaModel
+    trunk_class: ClassVar[Callable[..., heads.Trunk]] = RobertaModel
 
 
 class RobertaForMaskedLM(heads.MaskedLM, RobertaTaskModel):
-    """Masked language modelling; ``labels`` of -100 are ignored in the loss."""
+    """``lm_head`` on every token (no pooler); the loss ignores labels of -100."""
 
     trunk_options = NO_POOLER
     head_layers = {"lm_head": RobertaLMHead}
@@ -182,7 +189,7 @@ class RobertaForCausalLM(heads.CausalLM, RobertaTaskModel):
 
 
 class RobertaForSequenceClassification(heads.SequenceClassification, RobertaTaskModel):
-    """The classification head on the first token; regression, single- or multi-label loss by ``problem_type``."""
+    """:class:`RobertaClassificationHead` on ``<s>`` (no pooler)."""
 
     trunk_options = NO_POOLER
     pool = heads.first_token
@@ -190,21 +197,21 @@ class RobertaForSequenceClassification(heads.SequenceClassification, RobertaTask
 
 
 class RobertaForMultipleChoice(heads.MultipleChoice, RobertaTaskModel):
-    """Scores each of ``num_choices`` candidates by its pooled output; inputs ``(batch, num_choices, seq_len)``."""
+    """Dropout (``hidden_dropout_prob``) and one score per choice on the pooler's output."""
 
     pool = heads.pooler_output
     head_layers = {"dropout": hidden_dropout, "classifier": heads.linear(1)}
 
 
 class RobertaForTokenClassification(heads.TokenClassification, RobertaTaskModel):
-    """A label per token (NER, POS); ``labels`` of -100 are ignored in the loss."""
+    """Dropout (``classifier_dropout``, else ``hidden_dropout_prob``) and ``classifier`` on every token."""
 
     trunk_options = NO_POOLER
     head_layers = {"dropout": heads.dropout("hidden_dropout_prob"), "classifier": heads.linear("num_labels")}
 
 
 class RobertaForQuestionAnswering(heads.QuestionAnswering, RobertaTaskModel):
-    """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
+    """``qa_outputs`` (start and end logits) on every token, no pooler."""
 
     trunk_options = NO_POOLER
     head_layers = {"qa_outputs": heads.span_outputs}
@@ -215,28 +222,35 @@ class XLMRobertaModel(RobertaModel):
     config_class = XLMRobertaConfig
 
 
-class XLMRobertaForMaskedLM(RobertaForMaskedLM):
-    config_class, trunk_class = XLMRobertaConfig, XLMRobertaModel
+class _XLMRoberta:
+    """What XLM-RoBERTa's heads change in RoBERTa's: the config class and the trunk."""
+
+    config_class: ClassVar[type[Config]] = XLMRobertaConfig
+    trunk_class: ClassVar[Callable[..., heads.Trunk]] = XLMRobertaModel
 
 
-class XLMRobertaForCausalLM(RobertaForCausalLM):
-    config_class, trunk_class = XLMRobertaConfig, XLMRobertaModel
+class XLMRobertaForMaskedLM(_XLMRoberta, RobertaForMaskedLM):
+    pass
 
 
-class XLMRobertaForSequenceClassification(RobertaForSequenceClassification):
-    config_class, trunk_class = XLMRobertaConfig, XLMRobertaModel
+class XLMRobertaForCausalLM(_XLMRoberta, RobertaForCausalLM):
+    pass
 
 
-class XLMRobertaForMultipleChoice(RobertaForMultipleChoice):
-    config_class, trunk_class = XLMRobertaConfig, XLMRobertaModel
+class XLMRobertaForSequenceClassification(_XLMRoberta, RobertaForSequenceClassification):
+    pass
 
 
-class XLMRobertaForTokenClassification(RobertaForTokenClassification):
-    config_class, trunk_class = XLMRobertaConfig, XLMRobertaModel
+class XLMRobertaForMultipleChoice(_XLMRoberta, RobertaForMultipleChoice):
+    pass
 
 
-class XLMRobertaForQuestionAnswering(RobertaForQuestionAnswering):
-    config_class, trunk_class = XLMRobertaConfig, XLMRobertaModel
+class XLMRobertaForTokenClassification(_XLMRoberta, RobertaForTokenClassification):
+    pass
+
+
+class XLMRobertaForQuestionAnswering(_XLMRoberta, RobertaForQuestionAnswering):
+    pass
 
 
 __all__ = [
@@ -260,4 +274,5 @@ __all__ = [
     "XLMRobertaForTokenClassification",
     "XLMRobertaModel",
     "padded_position_ids",
+    "tied_lm_head",
 ]

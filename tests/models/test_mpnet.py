@@ -11,6 +11,7 @@ from factory.errors import ConfigError
 from factory.models import mpnet as native
 from factory.models.relative_position import relative_position_bucket
 from tests.models.encoder_suite import (
+    TINY_ENCODER,
     EncoderSuite,
     Family,
     close,
@@ -22,15 +23,8 @@ from tests.models.encoder_suite import (
 )
 from tests.models.parity import build_native
 
-# 3 heads of 10: neither a power of two; 200 positions so that distances reach the logarithmic buckets
-TINY = dict(
-    hidden_size=30,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    vocab_size=99,
-    max_position_embeddings=200,
-)
+# 200 positions so that distances reach the logarithmic buckets and the last one (past 128)
+TINY = dict(TINY_ENCODER, max_position_embeddings=200)
 
 FAMILY = Family(
     "MPNetConfig",

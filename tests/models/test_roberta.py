@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 from factory.errors import ConfigError, ModelInputError
 from factory.models import roberta as native
 from tests.models.encoder_suite import (
+    TINY_ENCODER,
     EncoderSuite,
     Family,
     byte_level_bpe,
@@ -22,16 +23,8 @@ from tests.models.encoder_suite import (
 )
 from tests.models.parity import build_native
 
-# 3 heads of 10: neither a power of two; a 99-token vocabulary; 64 positions, 62 of them usable
-TINY = dict(
-    hidden_size=30,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    vocab_size=99,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-)
+# 64 positions, 62 of them usable; two token types
+TINY = dict(TINY_ENCODER, max_position_embeddings=64, type_vocab_size=2)
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0-4: bos, pad (1), eos, unk, mask
 
 
