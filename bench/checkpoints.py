@@ -158,6 +158,53 @@ SPECS: dict[str, tuple[str, str, dict, str]] = {
         ),
         "Qwen3-MoE family row, ~260 MB fp32 (16 experts, top-4)",
     ),
+    "roberta-fwd": (
+        "RobertaConfig",
+        "RobertaModel",
+        dict(
+            vocab_size=50265,
+            hidden_size=768,
+            num_hidden_layers=4,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+        ),
+        "family: roberta-base, 4 of 12 layers, ~270 MB fp32",
+    ),
+    "distilbert-fwd": (
+        "DistilBertConfig",
+        "DistilBertModel",
+        dict(vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072, max_position_embeddings=512),
+        "family: distilbert-base, ~265 MB fp32",
+    ),
+    "mpnet-fwd": (
+        "MPNetConfig",
+        "MPNetModel",
+        dict(
+            vocab_size=30527,
+            hidden_size=768,
+            num_hidden_layers=6,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+        ),
+        "family: all-mpnet-base-v2, 6 of 12 layers, ~265 MB fp32",
+    ),
+    "modernbert-fwd": (
+        "ModernBertConfig",
+        "ModernBertModel",
+        dict(
+            vocab_size=50368,
+            hidden_size=768,
+            num_hidden_layers=6,
+            num_attention_heads=12,
+            intermediate_size=1152,
+            max_position_embeddings=8192,
+            local_attention=128,
+        ),
+        "family: ModernBERT-base, 6 of 22 layers (2 global), ~275 MB fp32",
+    ),
 }
 
 _DONE = ".bench-complete"

@@ -39,6 +39,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("phi3", "phi3-200m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
     Family("mixtral", "mixtral-250m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
     Family("qwen3_moe", "qwen3moe-250m", "causal-lm", "AutoModelForCausalLM", "decoder", generate=True),
+    Family("roberta", "roberta-fwd", "model", "AutoModel", "encoder", forward={"seq": 128, "pad_rows": 1}),
+    Family("distilbert", "distilbert-fwd", "model", "AutoModel", "text", forward={"seq": 128, "pad_rows": 1}),
+    Family("mpnet", "mpnet-fwd", "model", "AutoModel", "text", forward={"seq": 128, "pad_rows": 1}),
+    Family("modernbert", "modernbert-fwd", "model", "AutoModel", "text", forward={"seq": 256, "pad_rows": 1}),
 )
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0

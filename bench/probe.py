@@ -237,6 +237,7 @@ def _encoder_inputs(native, args: dict, gen) -> tuple[dict, object]:
 INPUTS = {
     "encoder": (_encoder_inputs, lambda o: o.last_hidden_state),
     "decoder": (_token_inputs, lambda o: o.logits),
+    "text": (_token_inputs, lambda o: o.last_hidden_state),  # encoders without token types
 }
 
 

@@ -7,7 +7,8 @@ relies on one contract with the model's ``forward``::
                 past_key_values=None, use_cache=False)
     out.logits            # [batch, seq, vocab]
     out.past_key_values   # tuple over layers of (key, value), each
-                          # [batch, kv_heads, past + seq, head_dim] (keys after rotary)
+                          # [batch, kv_heads, past + seq, head_dim] (keys after rotary),
+                          # or None: a model without a cache gets the whole sequence each step
 
 Decoding follows transformers' ``generate``: left-padded batches get position
 ids from the attention mask's cumulative sum, the cache is dropped and rebuilt
@@ -240,10 +241,12 @@ def generate(
         sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
         if finish is not None and not bool(unfinished.any()):
             break
-        step_ids = next_tokens[:, None]
-        step_positions = position_ids[:, -1:] + 1
-        position_ids = torch.cat([position_ids, step_positions], dim=-1)
+        position_ids = torch.cat([position_ids, position_ids[:, -1:] + 1], dim=-1)
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=-1)
+        if past is None:  # a model that keeps no cache (RoBERTa without is_decoder): the whole sequence again
+            step_ids, step_positions = sequences, position_ids
+        else:
+            step_ids, step_positions = next_tokens[:, None], position_ids[:, -1:]
     return sequences
 
 

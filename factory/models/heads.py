@@ -9,7 +9,7 @@ next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs
     model(input_ids, attention_mask=..., labels=...)
         labels = the label_names popped from the inputs (labels; start/end_positions...)
         out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
-        fields = predict(out, inputs)                  # {"logits": head layers(pool(out, inputs))}
+        fields = predict(out, inputs | labels)         # {"logits": head layers(pool(out, inputs))}
         loss   = loss(**fields, **labels)              # only when a label is given
         return output_class(loss=loss, **fields, **the trunk output's fields of the same names)
 
@@ -191,6 +191,18 @@ def linear(out_features: str | int, *, bias: bool = True) -> LayerBuilder:
     return build
 
 
+def span_outputs(config: Any) -> nn.Linear:
+    """``Linear(hidden_size, 2)``: start and end logits. The encoder families' question-answering heads size it
+    by ``num_labels`` in transformers, so a config with another number of labels is refused."""
+    if config.num_labels != 2:
+        raise ConfigError(
+            f"{type(config).__name__}: question answering needs num_labels == 2 (start and end logits), "
+            f"found {config.num_labels}",
+            hint="remove num_labels / id2label from the config, or set num_labels=2",
+        )
+    return nn.Linear(config.hidden_size, 2)
+
+
 # --- pooling: what the head layers read ------------------------------------------------
 def every_token(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
     """The last hidden state, every position (token classification, question answering, language models)."""
@@ -311,7 +323,7 @@ class TaskModel(nn.Module):
         inputs["input_ids"] = input_ids
         labels = {name: inputs.pop(name, None) for name in self.label_names}
         out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
-        predictions = self.predict(out, inputs)
+        predictions = self.predict(out, {**inputs, **labels})
         loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
         carried = {name: getattr(out, name) for name in self._output_fields if hasattr(out, name)}
         return self.output_class(**{**carried, "loss": loss, **predictions})
@@ -326,7 +338,11 @@ class TaskModel(nn.Module):
         return features
 
     def predict(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """The output fields besides ``loss``: ``logits`` of the head layers on ``pool``."""
+        """The output fields besides ``loss``: ``logits`` of the head layers on ``pool``.
+
+        ``inputs`` are ``forward``'s, the labels included (None when not given): a head that
+        predicts only where there are labels (ModernBERT's sparse prediction) reads them here.
+        """
         return {"logits": self.run_head(self.pool(out, inputs))}
 
     def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor | None:
