@@ -218,12 +218,23 @@ def _build_native_model(
     config = _config_for(table, res, overrides)
     torch_dtype = resolve_dtype(dtype, config)
     if res.directory is None or not weights:
-        return _fresh(model_cls, config, res, torch_dtype, device).eval()
+        return _with_generation_config(_fresh(model_cls, config, res, torch_dtype, device).eval(), res)
     files = W.find_weight_files(res.directory, allow_pickle=allow_pickle)
     model = meta.empty_model(model_cls, config, dtype=torch_dtype)
     report = W.load_weights(model, files, strict=strict, dtype=torch_dtype, device=device, allow_pickle=allow_pickle)
     model.eval()
     model.factory_load_report = report  # type: ignore[assignment]  # an attribute, not a submodule
+    return _with_generation_config(model, res)
+
+
+def _with_generation_config(model: Any, res: Resolution) -> Any:
+    """Attach the checkpoint's ``generation_config.json`` (a dict) as ``model.generation_config``, where the
+    native ``generate`` reads its defaults (``factory.models.generation.generation_defaults``)."""
+    from factory.models.generation import read_generation_config
+
+    path = res.directory / "generation_config.json" if res.directory is not None else None
+    if path is not None and path.exists() and callable(getattr(model, "generate", None)):
+        model.generation_config = read_generation_config(path)
     return model
 
 

@@ -323,6 +323,7 @@ def load_weights(
     bad_shape = {name for name, _, _ in plan.mismatched}
     with ExitStack() as stack, torch.no_grad():
         reader = _Reader(stack, mmap=mmap)
+        _untie_differing(plan, reader)
         tensors = {k: reader.tensor(e, dtype, target_device) for k, e in plan.mapped.items() if k not in bad_shape}
         model.load_state_dict(tensors, strict=False, assign=True)
         loaded_bytes = sum(e.nbytes for k, e in plan.mapped.items() if k not in bad_shape)
@@ -364,6 +365,7 @@ class _Plan:
     ties: dict[str, str]
     shapes: dict[str, tuple[int, ...]]
     entries: dict[str, _Entry]
+    both_held: tuple[str, ...] = ()  # declared tie destinations the checkpoint holds next to their source
 
 
 _LEGACY_NAMES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
@@ -413,8 +415,13 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
             unexpected.append(key)
 
     ties = tie_map(model)
+    declared = set(getattr(model, "tied_weights", None) or ())
+    both_held = []
     for dest, source in ties.items():
         if dest in mapped:
+            if dest in declared and source in mapped:
+                both_held.append(dest)  # compared when loading: different values keep both (as transformers)
+                continue
             entry = mapped.pop(dest)
             if source not in mapped:  # the checkpoint kept the other name of the pair
                 mapped[source] = entry
@@ -422,7 +429,28 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> _Plan:
         k for k in shapes if k not in mapped and k not in ties and not any(p.search(k) for p in skip_missing)
     )
     mismatched = tuple((k, e.shape, shapes[k]) for k, e in mapped.items() if e.shape != shapes[k])
-    return _Plan(mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries)
+    return _Plan(
+        mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries, tuple(both_held)
+    )
+
+
+def _untie_differing(plan: _Plan, reader: _Reader) -> None:
+    """A declared tie whose two tensors the checkpoint holds with different values is not applied (both load):
+    transformers 5 does the same, e.g. for T5 v1.1 / Flan-T5 checkpoints saved with ``tie_word_embeddings``
+    forced on. Equal values keep the tie, and the destination's copy is not read."""
+    zero_copy = reader.zero_copy  # the comparisons' views are not part of the model
+    for dest in plan.both_held:
+        a, b = plan.mapped[dest], plan.mapped[plan.ties[dest]]
+        same = (
+            a.shape == b.shape
+            and a.dtype == b.dtype
+            and torch.equal(reader.tensor(a, None, None), reader.tensor(b, None, None))
+        )
+        if same:
+            del plan.mapped[dest]
+        else:
+            del plan.ties[dest]
+    reader.zero_copy = zero_copy
 
 
 def _mismatch_message(model: nn.Module, plan: _Plan) -> str:
