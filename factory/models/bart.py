@@ -161,9 +161,9 @@ class BartPreTrainedModel(nn.Module):
 
 
 class BartEncoder(BartPreTrainedModel):
-    def __init__(self, config: BartConfig, embed_tokens: nn.Embedding) -> None:
+    def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None = None) -> None:
         super().__init__(config)
-        self.embed_tokens = embed_tokens
+        self.embed_tokens = ScaledEmbedding(config) if embed_tokens is None else embed_tokens
         self.embed_positions = LearnedPositions(config)
         self.layers = nn.ModuleList(EncoderLayer(config, STYLE) for _ in range(config.encoder_layers))
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
@@ -225,15 +225,20 @@ class BartDecoder(BartPreTrainedModel):
 
 
 class BartModel(BartPreTrainedModel, EncoderDecoderModel):
-    """The bare encoder-decoder; without decoder inputs the decoder reads ``input_ids`` shifted right."""
+    """The bare encoder-decoder; without decoder inputs the decoder reads ``input_ids`` shifted right.
+
+    The encoder and the decoder share ``shared`` unless ``tie_word_embeddings`` is false (then each has its
+    own ``embed_tokens``, as transformers saves them).
+    """
 
     shift_inputs_for_decoder = True
 
     def __init__(self, config: BartConfig) -> None:
         super().__init__(config)
         self.shared = ScaledEmbedding(config)
-        self.encoder = BartEncoder(config, self.shared)
-        self.decoder = BartDecoder(config, self.shared)
+        embed = self.shared if config.tie_word_embeddings else None
+        self.encoder = BartEncoder(config, embed)
+        self.decoder = BartDecoder(config, embed)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.shared

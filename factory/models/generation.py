@@ -295,6 +295,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
+    **processors: Any,
 ) -> torch.Tensor:
     """Generate up to ``max_new_tokens`` tokens after each (left-padded) prompt of ``model``.
 
@@ -302,7 +303,10 @@ def generate(
     warping, drawing from ``generator`` when given. ``eos_token_id`` (int or
     list) and ``pad_token_id`` default to :func:`generation_defaults`; when there is no
     pad id the first EOS id pads. Rows that emitted EOS are padded and the loop
-    stops once all rows have. Returns ``[batch, prompt + new]`` token ids (int64).
+    stops once all rows have. ``processors``: ``forced_bos_token_id``,
+    ``forced_eos_token_id``, ``suppress_tokens``, ``begin_suppress_tokens`` (see
+    :class:`Processors`; they default to :func:`generation_defaults` too).
+    Returns ``[batch, prompt + new]`` token ids (int64).
     """
     _check_ids(input_ids, "input_ids", attention_mask)
     _check_sampling(max_new_tokens, do_sample, temperature, top_k, top_p)
@@ -336,7 +340,8 @@ def generate(
         return logits
 
     sampler = _Sampler(do_sample, temperature, top_k, top_p, generator)
-    return _decode(step, input_ids, max_new_tokens, sampler, eos, pad)
+    process = Processors.chosen(defaults, input_ids.shape[1], max_new_tokens, **processors)
+    return _decode(step, input_ids, max_new_tokens, sampler, eos, pad, process)
 
 
 class GenerationMixin:
@@ -360,6 +365,35 @@ class Processors:
     forced_eos_token_id: list[int] | None = None
     suppress_tokens: list[int] | None = None
     begin_suppress_tokens: list[int] | None = None
+
+    @classmethod
+    def chosen(
+        cls,
+        defaults: GenerationDefaults,
+        prompt_length: int,
+        max_new_tokens: int,
+        forced_bos_token_id: int | None = None,
+        forced_eos_token_id: int | Sequence[int] | None = None,
+        suppress_tokens: Sequence[int] | None = None,
+        begin_suppress_tokens: Sequence[int] | None = None,
+    ) -> Processors:
+        """The arguments given, else the ``defaults``."""
+        return cls(
+            prompt_length=prompt_length,
+            max_new_tokens=max_new_tokens,
+            forced_bos_token_id=defaults.forced_bos_token_id
+            if forced_bos_token_id is None
+            else _token_id(forced_bos_token_id, "forced_bos_token_id"),
+            forced_eos_token_id=defaults.forced_eos_token_id
+            if forced_eos_token_id is None
+            else _token_ids(forced_eos_token_id, "forced_eos_token_id"),
+            suppress_tokens=defaults.suppress_tokens
+            if suppress_tokens is None
+            else _token_ids(suppress_tokens, "suppress_tokens"),
+            begin_suppress_tokens=defaults.begin_suppress_tokens
+            if begin_suppress_tokens is None
+            else _token_ids(begin_suppress_tokens, "begin_suppress_tokens"),
+        )
 
     def __call__(self, logits: torch.Tensor, index: int) -> torch.Tensor:
         length = self.prompt_length + index  # the decoder length before this token
@@ -462,19 +496,18 @@ def generate_seq2seq(
         )
     if input_ids is not None and attention_mask is None and pad is not None and (eos is None or pad not in eos):
         attention_mask = input_ids.ne(pad).long()
-    process = Processors(
-        prompt_length=decoder_input_ids.shape[1],
-        max_new_tokens=max_new_tokens,
-        forced_bos_token_id=chosen(forced_bos_token_id, "forced_bos_token_id", defaults.forced_bos_token_id, _token_id),
-        forced_eos_token_id=chosen(forced_eos_token_id, "forced_eos_token_id", defaults.forced_eos_token_id, _token_ids),
-        suppress_tokens=chosen(suppress_tokens, "suppress_tokens", defaults.suppress_tokens, _token_ids),
-        begin_suppress_tokens=chosen(
-            begin_suppress_tokens, "begin_suppress_tokens", defaults.begin_suppress_tokens, _token_ids
-        ),
+    process = Processors.chosen(
+        defaults,
+        decoder_input_ids.shape[1],
+        max_new_tokens,
+        forced_bos_token_id=forced_bos_token_id,
+        forced_eos_token_id=forced_eos_token_id,
+        suppress_tokens=suppress_tokens,
+        begin_suppress_tokens=begin_suppress_tokens,
     )
     encoder = model.get_encoder()  # type: ignore[operator]  # the Seq2SeqGenerationMixin contract
     encoder_kwargs = dict(inputs)
-    if attention_mask is not None and "input_ids" in inputs:
+    if attention_mask is not None:
         encoder_kwargs["attention_mask"] = attention_mask
     encoder_outputs = encoder(**encoder_kwargs)
     state: dict[str, Any] = {"past": None}
