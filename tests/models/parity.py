@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 import factory
 
@@ -62,3 +64,23 @@ def assert_builds_without_transformers(builds: list[tuple[str, Path, str]]) -> N
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# --- tokenizers -----------------------------------------------------------------------------------
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "PG&E stated it scheduled the blackouts in response to forecasts for high winds.",
+    "Nearly 800 thousand customers were scheduled to be affected by the shutoffs.",
+    "Ünïcödé wörds, numbers 12345 and 3.14; emoji 🙂 too",
+]
+
+
+def byte_level_vocab(size: int = 300) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A small byte-level BPE vocabulary (GPT-2 / RoBERTa style) trained on CORPUS."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(CORPUS * 10, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return model["vocab"], merges

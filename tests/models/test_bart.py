@@ -17,6 +17,7 @@ from tests.models.parity import (
     assert_builds_without_transformers,
     assert_same_outputs,
     build_native,
+    byte_level_vocab,
     randomize,
 )
 
@@ -294,27 +295,6 @@ def test_bad_config_and_inputs():
 
 
 # --- tokenizer ---------------------------------------------------------------------------------------
-CORPUS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "PG&E stated it scheduled the blackouts in response to forecasts for high winds.",
-    "Nearly 800 thousand customers were scheduled to be affected by the shutoffs.",
-    "Ünïcödé wörds, numbers 12345 and 3.14; emoji 🙂 too",
-]
-
-
-def byte_level_vocab(size: int = 300) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A small byte-level BPE vocabulary (GPT-2 / RoBERTa style) trained on CORPUS."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(CORPUS * 10, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return model["vocab"], merges
-
-
 def test_tokenizer_matches_transformers(tmp_path):
     vocab, merges = byte_level_vocab()
     specials = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
@@ -326,7 +306,7 @@ def test_tokenizer_matches_transformers(tmp_path):
     tokenizer = factory.build("tokenizer", tmp_path)
     assert type(tokenizer).__name__ == "Tokenizer"
     reference = transformers.AutoTokenizer.from_pretrained(tmp_path)
-    texts = ["Hello world, the <mask> dog.", " leading space and 🙂", CORPUS[1]]
+    texts = ["Hello world, the <mask> dog.", " leading space and 🙂", "PG&E stated it scheduled the blackouts."]
     want = reference(texts, padding=True)
     got = tokenizer(texts, padding=True)
     assert got["input_ids"] == want["input_ids"] and got["attention_mask"] == want["attention_mask"]
