@@ -6,8 +6,9 @@ next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs
 ``lm_head``, ``cls``...), so parameter names stay transformers' checkpoint keys.
 :class:`TaskModel` runs every head the same way::
 
-    model(input_ids, attention_mask=..., labels=...)
+    model(input_ids, attention_mask=..., labels=...)   # the first argument: main_input_name
         labels = the label_names popped from the inputs (labels; start/end_positions...)
+        inputs = prepare_inputs(inputs, labels)        # encoder-decoders derive decoder_input_ids here
         out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
         fields = predict(out, inputs)                  # {"logits": head layers(pool(out, inputs))}
         loss   = loss(**fields, **labels)              # only when a label is given
@@ -33,7 +34,19 @@ DecoderSequence-         as SequenceClassification           score (no bias) on 
 Classification                                               (transformers' generic decoder heads)
 DecoderToken-            as TokenClassification              dropout, score
 Classification
+-----------------------  ----------------------------------  -----------------------------------------
+Seq2SeqLM                CE, -100 ignored (labels; shifted   lm_head (tie it in ``tied``), ``generate``
+                         right they feed the decoder)        (encoder once, then the cached decoder)
+Seq2SeqSequence-         as SequenceClassification           classification_head (ClassificationHead)
+Classification                                               on the decoder state at the last EOS
+Seq2SeqQuestion-         as QuestionAnswering                qa_outputs
+Answering
 =======================  ==================================  =========================================
+
+The ``Seq2Seq*`` heads (:class:`Seq2SeqTaskModel`) take an encoder-decoder trunk
+(:class:`factory.models.seq2seq.EncoderDecoderModel`): without ``decoder_input_ids`` the decoder
+reads the labels (language model) or ``input_ids`` (classifiers) through
+:func:`shift_tokens_right`, and ``get_encoder()`` is the trunk's encoder.
 
 ``pool`` defaults to :func:`every_token` (the last hidden state, every position).
 
@@ -46,7 +59,15 @@ A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVa
   ones; a module class taking the config is a builder too);
 - ``pool(model, out, inputs)``: what the layers read: :func:`pooler_output`,
   :func:`first_token`, :func:`last_token` (decoders), :func:`every_token`, or your own;
-- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``.
+- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``;
+- ``main_input_name``: the first positional argument (``input_features`` for audio models);
+- ``inline_trunk = True``: the trunk's modules are the task model's own, without a prefix in the
+  checkpoint keys (T5's ``shared``, ``encoder``, ``decoder`` next to ``lm_head``). The task class
+  then derives from ``trunk_class`` itself, after the head classes
+  (``class T5ForConditionalGeneration(heads.Seq2SeqLM, T5Model)``): the trunk's ``__init__`` builds
+  the modules on the task model, and its ``forward`` (and ``get_input_embeddings`` /
+  ``get_encoder``, through :meth:`TaskModel.trunk_method`) runs them. ``base_model_prefix`` still
+  names the prefix of the family's other heads, so checkpoints of those load (prefix stripped).
 
 A family file defines its trunk, one base for its heads and one line group per head::
 
@@ -61,7 +82,8 @@ The family's base class (``BertPreTrainedModel``) must take the config in ``__in
 and come after the head classes in the bases, so that its ``base_model_prefix``,
 ``config_class`` and ``_init_weights`` are found. Everything else is a method to override
 where a head differs: :meth:`TaskModel.predict` (several outputs, as BERT pre-training),
-:meth:`TaskModel.loss`, :meth:`TaskModel.run_trunk` (inputs reshaped, as multiple choice).
+:meth:`TaskModel.loss`, :meth:`TaskModel.run_trunk` (inputs reshaped, as multiple choice),
+:meth:`TaskModel.prepare_inputs` (inputs derived before the trunk runs).
 A head layer added in an ``__init__`` of its own is not in ``head_layers``: apply it in
 ``predict``, and call ``tie_weights()`` again if ``tied`` names it.
 Cross-entropy over labels ignores ``-100`` entries; losses are those transformers computes.
