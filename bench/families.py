@@ -33,7 +33,11 @@ class Family:
 
 
 #: Native families with a benchmark row. Add one line per family (and its spec in checkpoints.SPECS).
-FAMILIES: tuple[Family, ...] = ()
+FAMILIES: tuple[Family, ...] = (
+    Family("t5", "t5-150m", "seq2seq-lm", "AutoModelForSeq2SeqLM", "seq2seq", generate=True),
+    Family("bart", "bart-150m", "seq2seq-lm", "AutoModelForSeq2SeqLM", "seq2seq", generate=True),
+    Family("whisper", "whisper-150m", "speech-seq2seq", "AutoModelForSpeechSeq2Seq", "speech", generate=True),
+)
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0
 

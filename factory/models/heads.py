@@ -194,14 +194,14 @@ def span_loss(
 def shift_tokens_right(ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None) -> torch.Tensor:
     """Decoder inputs from labels (or encoder inputs): one position right, ``decoder_start_token_id`` first,
     ``-100`` replaced by the pad id, as transformers' ``shift_tokens_right`` / T5's ``_shift_right``."""
-    for name, value in (("decoder_start_token_id", decoder_start_token_id), ("pad_token_id", pad_token_id)):
-        if value is None:
-            raise ConfigError(
-                f"the decoder inputs are derived from the labels (shifted right), which needs config.{name}, "
-                "but it is null",
-                hint=f"set {name} in config.json (T5 starts the decoder with the pad id, BART with the EOS id), "
-                "or pass decoder_input_ids",
-            )
+    if decoder_start_token_id is None or pad_token_id is None:
+        name = "decoder_start_token_id" if decoder_start_token_id is None else "pad_token_id"
+        raise ConfigError(
+            f"the decoder inputs are derived from the labels (shifted right), which needs config.{name}, "
+            "but it is null",
+            hint=f"set {name} in config.json (T5 starts the decoder with the pad id, BART with the EOS id), "
+            "or pass decoder_input_ids",
+        )
     shifted = ids.new_zeros(ids.shape)
     shifted[..., 1:] = ids[..., :-1]
     shifted[..., 0] = decoder_start_token_id
@@ -455,7 +455,7 @@ class MaskedLM(TaskModel):
 class SequenceClassification(TaskModel):
     """One prediction per sequence; regression, single- or multi-label loss by ``config.problem_type``."""
 
-    output_class = SequenceClassifierOutput
+    output_class: ClassVar[type[ModelOutput]] = SequenceClassifierOutput
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         return sequence_classification_loss(logits, labels, self.config)
@@ -488,7 +488,7 @@ class DecoderTokenClassification(TokenClassification):
 class QuestionAnswering(TaskModel):
     """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
 
-    output_class = QuestionAnsweringOutput
+    output_class: ClassVar[type[ModelOutput]] = QuestionAnsweringOutput
     label_names = ("start_positions", "end_positions")
     head_layers = {"qa_outputs": linear(2)}
 

@@ -28,8 +28,8 @@ Classes (task -> class), and the same with ``MT5`` / ``UMT5``:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -173,9 +173,14 @@ def relative_position_bucket(
         relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
     max_exact = num_buckets // 2
     is_small = relative_position < max_exact
-    large = max_exact + (
-        torch.log(relative_position.float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
-    ).long()
+    large = (
+        max_exact
+        + (
+            torch.log(relative_position.float() / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     large = torch.min(large, torch.full_like(large, num_buckets - 1))
     return buckets + torch.where(is_small, relative_position, large)
 
@@ -206,8 +211,8 @@ class T5Attention(Attention):
         context = torch.arange(key_length - query_length, key_length, dtype=torch.long, device=device)[:, None]
         memory = torch.arange(key_length, dtype=torch.long, device=device)[None, :]
         buckets = relative_position_bucket(memory - context, bidirectional, self.num_buckets, self.max_distance)
-        bias: torch.Tensor = self.relative_attention_bias(buckets)
-        return bias.permute(2, 0, 1)[None]
+        bias: torch.Tensor = self.relative_attention_bias(buckets).permute(2, 0, 1)[None]
+        return bias
 
 
 # --- layers ---------------------------------------------------------------------------------------
@@ -281,7 +286,8 @@ class T5LayerFF(_Sublayer):
         self.DenseReluDense = T5DenseGatedActDense(config) if config.is_gated_act else T5DenseActDense(config)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden + self.dropout(self.DenseReluDense(self.layer_norm(hidden)))
+        out: torch.Tensor = hidden + self.dropout(self.DenseReluDense(self.layer_norm(hidden)))
+        return out
 
 
 class T5Block(nn.Module):
@@ -297,8 +303,7 @@ class T5Block(nn.Module):
 
     @property
     def self_attention(self) -> T5Attention:
-        attention: T5Attention = self.layer[0].SelfAttention
-        return attention
+        return cast(T5Attention, self.layer[0].SelfAttention)
 
     def forward(
         self,
@@ -323,7 +328,7 @@ class T5Stack(nn.Module):
         super().__init__()
         self.config, self.is_decoder = config, decoder
         self.embed_tokens = embed_tokens
-        layers = config.num_decoder_layers if decoder else config.num_layers
+        layers: int = config.num_decoder_layers if decoder and config.num_decoder_layers else config.num_layers
         self.block = nn.ModuleList(
             T5Block(config, decoder=decoder, has_relative_bias=i == 0 or config._bias_every_layer)
             for i in range(layers)
@@ -359,7 +364,7 @@ class T5Stack(nn.Module):
         biased: list[torch.Tensor | None] = [None]  # the additive mask of the last block with a position bias
 
         def call(block: nn.Module, h: torch.Tensor, layer_past: Any) -> tuple[torch.Tensor, Any]:
-            attention = block.self_attention
+            attention = cast(T5Block, block).self_attention
             if attention.has_relative_bias:
                 bias = attention.position_bias(seq, past + seq, bidirectional=not self.is_decoder).to(h.dtype)
                 min_value = torch.finfo(h.dtype).min
@@ -380,7 +385,7 @@ class T5Stack(nn.Module):
 
 # --- models ---------------------------------------------------------------------------------------
 #: transformers' initialisation by layer name: the std of N(0, std) is ``factor`` times this of the config.
-_INIT_STD = {
+_INIT_STD: dict[str, Callable[[T5Config], float]] = {
     "q": lambda c: (c.d_model * c.d_kv) ** -0.5,
     "k": lambda c: c.d_model**-0.5,
     "v": lambda c: c.d_model**-0.5,
@@ -394,6 +399,11 @@ _INIT_STD = {
     "dense": lambda c: c.d_model**-0.5,
     "out_proj": lambda c: c.d_model**-0.5,
 }
+
+
+def _unit_std(config: T5Config) -> float:
+    """Embeddings, ``lm_head`` and ``classifier``: std ``initializer_factor`` itself."""
+    return 1.0
 
 
 class T5PreTrainedModel(nn.Module):
@@ -422,10 +432,11 @@ class T5PreTrainedModel(nn.Module):
         names = self.__dict__.setdefault("_module_names", {})
         if id(module) not in names:
             names.update({id(m): name.rpartition(".")[2] for name, m in self.named_modules()})
-        std = _INIT_STD.get(names.get(id(module), ""), lambda c: 1.0)(self.config)
+        std = _INIT_STD.get(names.get(id(module), ""), _unit_std)(self.config)
         module.weight.normal_(0.0, factor * std)
-        if getattr(module, "bias", None) is not None:
-            module.bias.zero_()
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            bias.zero_()
 
 
 def _shared(config: T5Config) -> nn.Embedding:
@@ -480,7 +491,8 @@ def _lm_input(model: heads.TaskModel, out: Any, inputs: Mapping[str, Any]) -> to
     return hidden * model.config.d_model**-0.5 if model.config._scales_lm_input() else hidden
 
 
-class T5ForConditionalGeneration(heads.Seq2SeqLM, T5Model):
+# The task model's forward shadows the inline trunk's on purpose (see heads.TaskModel.inline_trunk).
+class T5ForConditionalGeneration(heads.Seq2SeqLM, T5Model):  # type: ignore[misc]
     """Vocabulary logits (``lm_head`` tied to ``shared``); ``labels`` shifted right feed the decoder; ``generate``."""
 
     inline_trunk = True
@@ -490,7 +502,7 @@ class T5ForConditionalGeneration(heads.Seq2SeqLM, T5Model):
     _keys_to_ignore_on_load_unexpected = T5PreTrainedModel._keys_to_ignore_on_load_unexpected
 
 
-class T5ForQuestionAnswering(heads.Seq2SeqQuestionAnswering, T5Model):
+class T5ForQuestionAnswering(heads.Seq2SeqQuestionAnswering, T5Model):  # type: ignore[misc]
     """Span start/end logits per decoder position (``qa_outputs``; the decoder reads ``input_ids`` shifted)."""
 
     inline_trunk = True
@@ -558,4 +570,3 @@ class UMT5ForSequenceClassification(T5ForSequenceClassification):
 
 class UMT5ForTokenClassification(T5ForTokenClassification):
     config_class = UMT5Config
-

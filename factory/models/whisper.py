@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -301,7 +301,7 @@ class WhisperModel(WhisperPreTrainedModel, EncoderDecoderModel):
         self.decoder = WhisperDecoder(config)
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embed_tokens
+        return cast(nn.Embedding, self.decoder.embed_tokens)
 
     def forward(  # type: ignore[override]  # audio in, not input_ids
         self,
@@ -412,9 +412,10 @@ def prompt_tokens(
                 row[:] = [task_to_id[task] if t in task_ids else t for t in row]
             else:
                 row.append(task_to_id[task])
-        elif language is not None and isinstance(task_to_id, Mapping):
-            if not any(t in task_to_id.values() for t in row):
-                row.append(task_to_id["transcribe"])
+        elif (
+            language is not None and isinstance(task_to_id, Mapping) and not any(t in task_to_id.values() for t in row)
+        ):
+            row.append(task_to_id["transcribe"])  # a language alone means transcribe
         no_timestamps = extra.get("no_timestamps_token_id")
         if no_timestamps is not None and row[-1] != no_timestamps:
             row.append(no_timestamps)
@@ -431,10 +432,13 @@ def detect_language(
     logits = model(input_features, decoder_input_ids=decoder_input_ids).logits[:, -1]
     allowed = torch.full_like(logits[0], float("-inf"))
     allowed[language_ids] = 0
-    return (logits + allowed).argmax(-1).tolist()
+    detected: list[int] = (logits + allowed).argmax(-1).tolist()
+    return detected
 
 
-def _strip_like_transformers(sequences: torch.Tensor, prompt: int, pad: int | None, eos: list[int] | None) -> torch.Tensor:
+def _strip_like_transformers(
+    sequences: torch.Tensor, prompt: int, pad: int | None, eos: list[int] | None
+) -> torch.Tensor:
     """The new tokens of each row, padding and a final EOS removed, right-padded again with the pad id."""
     rows = []
     for row in sequences[:, prompt:]:

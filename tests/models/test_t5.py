@@ -117,7 +117,10 @@ def test_model_parity(variant, checkpoints):
     dec_mask[2, -4:] = 0
     with torch.no_grad():
         want = hf(
-            input_ids=ids, attention_mask=mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask,
+            input_ids=ids,
+            attention_mask=mask,
+            decoder_input_ids=dec,
+            decoder_attention_mask=dec_mask,
             output_hidden_states=True,
         )
         got = model(
@@ -284,7 +287,9 @@ def test_sampling_is_reproducible(checkpoints):
     assert torch.equal(sample(3), sample(3))
     greedy = model.generate(ids, attention_mask=mask, max_new_tokens=6)
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=True, top_k=1, generator=gen), greedy)
+    assert torch.equal(
+        model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=True, top_k=1, generator=gen), greedy
+    )
 
 
 def test_builds_without_transformers(checkpoints):

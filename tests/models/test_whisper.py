@@ -156,7 +156,10 @@ def test_model_parity(checkpoints, ids):
     dec_mask[1, -2:] = 0
     with torch.no_grad():
         want = hf(
-            input_features=_features(), decoder_input_ids=dec, decoder_attention_mask=dec_mask, output_hidden_states=True
+            input_features=_features(),
+            decoder_input_ids=dec,
+            decoder_attention_mask=dec_mask,
+            output_hidden_states=True,
         )
         got = model(_features(), decoder_input_ids=dec, decoder_attention_mask=dec_mask, output_hidden_states=True)
     assert_same_outputs(got, want, ("last_hidden_state", *SEQ2SEQ_KEYS))
@@ -169,8 +172,14 @@ def test_conditional_generation_parity_and_loss(checkpoints, ids):
     with torch.no_grad():
         want = hf(input_features=_features(), labels=labels, output_hidden_states=True)
         got = model(_features(), labels=labels, output_hidden_states=True)
-        positions = model(_features(), decoder_input_ids=labels.clamp(min=0), decoder_position_ids=torch.arange(5)[None])
-        expected = hf(input_features=_features(), decoder_input_ids=labels.clamp(min=0), decoder_position_ids=torch.arange(5)[None])
+        positions = model(
+            _features(), decoder_input_ids=labels.clamp(min=0), decoder_position_ids=torch.arange(5)[None]
+        )
+        expected = hf(
+            input_features=_features(),
+            decoder_input_ids=labels.clamp(min=0),
+            decoder_position_ids=torch.arange(5)[None],
+        )
     assert_same_outputs(got, want, ("logits", "loss", *SEQ2SEQ_KEYS))
     torch.testing.assert_close(positions.logits, expected.logits, **ATOL)
     assert model.proj_out.weight is model.model.decoder.embed_tokens.weight
@@ -323,7 +332,9 @@ def test_builds_without_transformers(checkpoints):
 
 def test_fresh_model_has_sinusoidal_positions():
     model = factory.build(
-        "speech-seq2seq", "whisper", config_overrides=dict(d_model=12, encoder_attention_heads=2, decoder_attention_heads=2)
+        "speech-seq2seq",
+        "whisper",
+        config_overrides=dict(d_model=12, encoder_attention_heads=2, decoder_attention_heads=2),
     )
     table = model.model.encoder.embed_positions.weight
     from transformers.models.whisper.modeling_whisper import sinusoids
