@@ -33,18 +33,17 @@ from factory.models import heads
 from factory.models.configuration import Config
 from factory.models.outputs import BaseModelOutput
 from factory.models.seq2seq import (
-    Cache,
     DecoderLayer,
+    DecoderWrapper,
     EncoderDecoderModel,
     EncoderLayer,
+    FairseqDecoder,
     LayerStyle,
     activation,
     check_heads,
-    decoder_mask,
     embeddings_or_ids,
     init_weights,
     padding_mask,
-    past_length,
     run_stack,
 )
 
@@ -184,7 +183,10 @@ class BartEncoder(BartPreTrainedModel):
         )
 
 
-class BartDecoder(BartPreTrainedModel):
+class BartDecoder(BartPreTrainedModel, FairseqDecoder):
+    """Learned positions counted from the cache length (``position_ids`` are not used, as in transformers),
+    ``layernorm_embedding``, post-norm layers."""
+
     def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None = None) -> None:
         super().__init__(config)
         self.embed_tokens = ScaledEmbedding(config) if embed_tokens is None else embed_tokens
@@ -192,36 +194,13 @@ class BartDecoder(BartPreTrainedModel):
         self.layers = nn.ModuleList(DecoderLayer(config, STYLE) for _ in range(config.decoder_layers))
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        """``attention_mask`` [batch, past + seq] masks decoder padding; positions count from the cache length."""
-        hidden = embeddings_or_ids("BartDecoder", input_ids, inputs_embeds, self.embed_tokens)
-        batch, seq = hidden.shape[:2]
-        heads_ = self.config.decoder_attention_heads
-        past = past_length(past_key_values, len(self.layers), batch, heads_, self.config.d_model // heads_)
-        mask, is_causal = decoder_mask(attention_mask, batch, seq, past, hidden.device)
-        cross = None
-        if encoder_hidden_states is not None:
-            cross = padding_mask(encoder_attention_mask, encoder_hidden_states.shape[:2])
-        hidden = self.layernorm_embedding(hidden + self.embed_positions(past, seq))
-        hidden = F.dropout(hidden, self.config.dropout, self.training)
-        return run_stack(
-            self.layers,
-            hidden,
-            lambda layer, h, p: layer(h, mask, is_causal, encoder_hidden_states, cross, p),
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-        )
+    def positions(self, past: int, seq: int, position_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
+        out: torch.Tensor = self.embed_positions(past, seq)
+        return out
+
+    def embedded(self, hidden: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.layernorm_embedding(hidden)
+        return out
 
 
 class BartModel(BartPreTrainedModel, EncoderDecoderModel):
@@ -274,21 +253,12 @@ class BartForQuestionAnswering(heads.Seq2SeqQuestionAnswering, BartTaskModel):
     """Span start/end logits per decoder position (``qa_outputs``)."""
 
 
-class BartDecoderWrapper(BartPreTrainedModel):
+class BartDecoderWrapper(BartPreTrainedModel, DecoderWrapper):
     """The decoder alone under ``decoder`` (checkpoint keys ``model.decoder.*``)."""
 
     def __init__(self, config: BartConfig) -> None:
         super().__init__(config)
         self.decoder = BartDecoder(config)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        embed: nn.Embedding = self.decoder.embed_tokens
-        return embed
-
-    def forward(self, position_ids: torch.Tensor | None = None, **inputs: Any) -> BaseModelOutput:
-        """``position_ids`` are accepted and not used: BART counts positions from the cache length."""
-        out: BaseModelOutput = self.decoder(**inputs)
-        return out
 
 
 class BartForCausalLM(heads.CausalLM, BartPreTrainedModel):

@@ -247,6 +247,14 @@ Step = Callable[[torch.Tensor], torch.Tensor]
 Process = Callable[[torch.Tensor, int], torch.Tensor]
 
 
+def _cached_step(model: Any, state: dict[str, Any], **inputs: Any) -> torch.Tensor:
+    """One forward with the cache in ``state["past"]`` (updated): the logits of the last position."""
+    out = model(**inputs, past_key_values=state["past"], use_cache=True)
+    state["past"] = out.past_key_values
+    logits: torch.Tensor = out.logits[:, -1, :]
+    return logits
+
+
 def _decode(
     step: Step,
     prompt: torch.Tensor,
@@ -328,16 +336,7 @@ def generate(
         if state["past"] is not None:  # one new token: extend the mask and the positions
             state["mask"] = torch.cat([state["mask"], state["mask"].new_ones((ids.shape[0], 1))], dim=-1)
             state["positions"] = state["positions"][:, -1:] + 1
-        out = model(
-            ids,
-            attention_mask=state["mask"],
-            position_ids=state["positions"],
-            past_key_values=state["past"],
-            use_cache=True,
-        )
-        state["past"] = out.past_key_values
-        logits: torch.Tensor = out.logits[:, -1, :]
-        return logits
+        return _cached_step(model, state, input_ids=ids, attention_mask=state["mask"], position_ids=state["positions"])
 
     sampler = _Sampler(do_sample, temperature, top_k, top_p, generator)
     process = Processors.chosen(defaults, input_ids.shape[1], max_new_tokens, **processors)
@@ -513,16 +512,9 @@ def generate_seq2seq(
     state: dict[str, Any] = {"past": None}
 
     def step(ids: torch.Tensor) -> torch.Tensor:
-        out = model(
-            encoder_outputs=encoder_outputs,
-            attention_mask=attention_mask,
-            decoder_input_ids=ids,
-            past_key_values=state["past"],
-            use_cache=True,
+        return _cached_step(
+            model, state, encoder_outputs=encoder_outputs, attention_mask=attention_mask, decoder_input_ids=ids
         )
-        state["past"] = out.past_key_values
-        logits: torch.Tensor = out.logits[:, -1, :]
-        return logits
 
     sampler = _Sampler(do_sample, temperature, top_k, top_p, generator)
     return _decode(step, decoder_input_ids.long(), max_new_tokens, sampler, eos, pad, process)

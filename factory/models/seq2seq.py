@@ -392,6 +392,78 @@ def embeddings_or_ids(
     return hidden
 
 
+class FairseqDecoder(nn.Module):
+    """The decoder of the fairseq-style families (BART, Whisper): ``embed_tokens`` plus positions
+    (:meth:`positions`), :meth:`embedded` (BART's ``layernorm_embedding``), dropout, :class:`DecoderLayer` s,
+    then the final ``layer_norm`` where the family has one (Whisper)."""
+
+    config: Any
+    embed_tokens: nn.Embedding
+    layers: nn.ModuleList
+    #: Whether ``encoder_attention_mask`` masks the cross-attention (Whisper attends to every frame).
+    masks_encoder: ClassVar[bool] = True
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def positions(self, past: int, seq: int, position_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The position embeddings added to the ``seq`` new tokens after ``past`` cached ones."""
+        raise NotImplementedError
+
+    def embedded(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutput:
+        """``attention_mask`` [batch, past + seq] masks decoder padding."""
+        hidden = embeddings_or_ids(type(self).__name__, input_ids, inputs_embeds, self.embed_tokens)
+        batch, seq = hidden.shape[:2]
+        heads = self.config.decoder_attention_heads
+        past = past_length(past_key_values, len(self.layers), batch, heads, self.config.d_model // heads)
+        mask, is_causal = decoder_mask(attention_mask, batch, seq, past, hidden.device)
+        cross = None
+        if encoder_hidden_states is not None and self.masks_encoder:
+            cross = padding_mask(encoder_attention_mask, encoder_hidden_states.shape[:2])
+        hidden = self.embedded(hidden + self.positions(past, seq, position_ids, batch))
+        hidden = F.dropout(hidden, self.config.dropout, self.training)
+        return run_stack(
+            self.layers,
+            hidden,
+            lambda layer, h, p: layer(h, mask, is_causal, encoder_hidden_states, cross, p),
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            final=getattr(self, "layer_norm", None),
+        )
+
+
+class DecoderWrapper(nn.Module):
+    """The decoder alone under ``decoder`` (checkpoint keys ``model.decoder.*``): the trunk of a family's
+    causal-lm head. ``encoder_outputs`` (a tensor or an encoder output), when given, feed the cross-attention."""
+
+    decoder: nn.Module
+
+    def get_input_embeddings(self) -> nn.Module:
+        embeddings: nn.Module = self.decoder.get_input_embeddings()  # type: ignore[operator]  # a decoder module
+        return embeddings
+
+    def forward(self, encoder_outputs: Any = None, **inputs: Any) -> BaseModelOutput:
+        if encoder_outputs is not None:
+            inputs["encoder_hidden_states"] = _encoder_output(encoder_outputs).last_hidden_state
+        out: BaseModelOutput = self.decoder(**inputs)
+        return out
+
+
 # --- the trunk ---------------------------------------------------------------------------------
 def _encoder_output(encoder_outputs: Any) -> BaseModelOutput:
     if isinstance(encoder_outputs, BaseModelOutput):

@@ -44,15 +44,14 @@ from factory.models.outputs import BaseModelOutput, SequenceClassifierOutput
 from factory.models.seq2seq import (
     Cache,
     DecoderLayer,
+    DecoderWrapper,
     EncoderDecoderModel,
     EncoderLayer,
+    FairseqDecoder,
     LayerStyle,
     activation,
     check_heads,
-    decoder_mask,
-    embeddings_or_ids,
     init_weights,
-    past_length,
     run_stack,
 )
 
@@ -241,10 +240,12 @@ class LearnedPositions(nn.Embedding):
         return out
 
 
-class WhisperDecoder(WhisperPreTrainedModel):
-    """Token embeddings plus learned positions, pre-norm layers with cross-attention, ``layer_norm``."""
+class WhisperDecoder(WhisperPreTrainedModel, FairseqDecoder):
+    """Token embeddings plus learned positions (``position_ids``, else counted from the cache length), pre-norm
+    layers with cross-attention over every frame (``encoder_attention_mask`` is not used), ``layer_norm``."""
 
     main_input_name = "input_ids"
+    masks_encoder = False
 
     def __init__(self, config: WhisperConfig) -> None:
         super().__init__(config)
@@ -253,43 +254,15 @@ class WhisperDecoder(WhisperPreTrainedModel):
         self.layers = nn.ModuleList(DecoderLayer(config, STYLE) for _ in range(config.decoder_layers))
         self.layer_norm = nn.LayerNorm(config.d_model)
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        """``attention_mask`` [batch, past + seq] masks decoder padding; ``encoder_attention_mask`` is not used."""
-        hidden = embeddings_or_ids("WhisperDecoder", input_ids, inputs_embeds, self.embed_tokens)
-        batch, seq = hidden.shape[:2]
-        heads_ = self.config.decoder_attention_heads
-        past = past_length(past_key_values, len(self.layers), batch, heads_, self.config.d_model // heads_)
+    def positions(self, past: int, seq: int, position_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
         if position_ids is None:
-            position_ids = torch.arange(past, past + seq, device=hidden.device)[None].expand(batch, seq)
+            position_ids = torch.arange(past, past + seq, device=self.embed_positions.weight.device)[None]
         elif tuple(position_ids.shape) not in ((batch, seq), (1, seq)):
             raise ModelInputError(
                 f"decoder position_ids must have shape ({batch} or 1, {seq}), got {tuple(position_ids.shape)}"
             )
-        mask, is_causal = decoder_mask(attention_mask, batch, seq, past, hidden.device)
-        hidden = F.dropout(hidden + self.embed_positions(position_ids), self.config.dropout, self.training)
-        return run_stack(
-            self.layers,
-            hidden,
-            lambda layer, h, p: layer(h, mask, is_causal, encoder_hidden_states, None, p),
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-            final=self.layer_norm,
-        )
+        out: torch.Tensor = self.embed_positions(position_ids)
+        return out
 
 
 class WhisperModel(WhisperPreTrainedModel, EncoderDecoderModel):
@@ -558,23 +531,12 @@ class WhisperForAudioClassification(heads.TaskModel, WhisperPreTrainedModel):
         return {"logits": self.classifier(self.projector(hidden).mean(dim=1))}
 
 
-class WhisperDecoderWrapper(WhisperPreTrainedModel):
+class WhisperDecoderWrapper(WhisperPreTrainedModel, DecoderWrapper):
     """The decoder alone under ``decoder`` (checkpoint keys ``model.decoder.*``)."""
 
     def __init__(self, config: WhisperConfig) -> None:
         super().__init__(config)
         self.decoder = WhisperDecoder(config)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embed_tokens
-
-    def forward(self, encoder_outputs: Any = None, **inputs: Any) -> BaseModelOutput:
-        """``encoder_outputs`` (a tensor or the encoder's output) feed the cross-attention."""
-        if encoder_outputs is not None:
-            hidden = encoder_outputs if isinstance(encoder_outputs, torch.Tensor) else encoder_outputs[0]
-            inputs["encoder_hidden_states"] = hidden
-        out: BaseModelOutput = self.decoder(**inputs)
-        return out
 
 
 class WhisperForCausalLM(heads.CausalLM, WhisperPreTrainedModel):
