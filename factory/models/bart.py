@@ -30,13 +30,13 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
-from factory.models.configuration import Config
 from factory.models.outputs import BaseModelOutput
 from factory.models.seq2seq import (
     DecoderLayer,
     DecoderWrapper,
     EncoderDecoderModel,
     EncoderLayer,
+    FairseqConfig,
     FairseqDecoder,
     LayerStyle,
     activation,
@@ -48,7 +48,7 @@ from factory.models.seq2seq import (
 )
 
 
-class BartConfig(Config):
+class BartConfig(FairseqConfig):
     """BART hyper-parameters; defaults are those of transformers' ``BartConfig`` (3 labels by default)."""
 
     model_type = "bart"
@@ -66,25 +66,15 @@ class BartConfig(Config):
     decoder_layers: int = 12
     decoder_ffn_dim: int = 4096
     decoder_attention_heads: int = 16
-    encoder_layerdrop: float = 0.0
-    decoder_layerdrop: float = 0.0
-    activation_function: str = "gelu"
     d_model: int = 1024
     dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    init_std: float = 0.02
     classifier_dropout: float = 0.0
-    scale_embedding: bool = False
-    use_cache: bool = True
     pad_token_id: int | None = 1
     bos_token_id: int | None = 0
     eos_token_id: Any = 2
-    is_encoder_decoder: bool = True
     decoder_start_token_id: int | None = 2
     forced_eos_token_id: Any = 2
     is_decoder: bool = False
-    tie_word_embeddings: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         if kwargs.get("id2label") is None and "num_labels" not in kwargs:

@@ -29,6 +29,7 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models.bert import ACTIVATIONS
+from factory.models.configuration import Config
 from factory.models.heads import shift_tokens_right
 from factory.models.llama import causal_mask
 from factory.models.outputs import BaseModelOutput, Seq2SeqModelOutput
@@ -40,6 +41,21 @@ KeyValue = tuple[torch.Tensor, torch.Tensor]
 
 #: BART's and Whisper's projection names: query, key, value, output.
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class FairseqConfig(Config):
+    """Fields (and transformers' defaults) the fairseq-style encoder-decoder configs share (BART, Whisper)."""
+
+    encoder_layerdrop: float = 0.0
+    decoder_layerdrop: float = 0.0
+    activation_function: str = "gelu"
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    init_std: float = 0.02
+    scale_embedding: bool = False
+    use_cache: bool = True
+    is_encoder_decoder: bool = True
+    tie_word_embeddings: bool = True
 
 
 def activation(config: Any, key: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -38,7 +38,6 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
-from factory.models.configuration import Config
 from factory.models.generation import GenerationError, generate_seq2seq, generation_defaults
 from factory.models.outputs import BaseModelOutput, SequenceClassifierOutput
 from factory.models.seq2seq import (
@@ -47,6 +46,7 @@ from factory.models.seq2seq import (
     DecoderWrapper,
     EncoderDecoderModel,
     EncoderLayer,
+    FairseqConfig,
     FairseqDecoder,
     LayerStyle,
     activation,
@@ -56,7 +56,7 @@ from factory.models.seq2seq import (
 )
 
 
-class WhisperConfig(Config):
+class WhisperConfig(FairseqConfig):
     """Whisper hyper-parameters; defaults are those of transformers' ``WhisperConfig`` (whisper-tiny sizes)."""
 
     model_type = "whisper"
@@ -75,18 +75,9 @@ class WhisperConfig(Config):
     decoder_attention_heads: int = 6
     decoder_ffn_dim: int = 1536
     encoder_ffn_dim: int = 1536
-    encoder_layerdrop: float = 0.0
-    decoder_layerdrop: float = 0.0
     decoder_start_token_id: int = 50257
-    use_cache: bool = True
-    is_encoder_decoder: bool = True
-    activation_function: str = "gelu"
     d_model: int = 384
     dropout: float = 0.0
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    init_std: float = 0.02
-    scale_embedding: bool = False
     max_source_positions: int = 1500
     max_target_positions: int = 448
     pad_token_id: int | None = 50256
@@ -104,7 +95,6 @@ class WhisperConfig(Config):
     mask_feature_length: int = 10
     mask_feature_min_masks: int = 0
     median_filter_width: int = 7
-    tie_word_embeddings: bool = True
 
 
 def _check_config(config: WhisperConfig) -> None:
