@@ -205,6 +205,53 @@ SPECS: dict[str, tuple[str, str, dict, str]] = {
         ),
         "family: ModernBERT-base, 6 of 22 layers (2 global), ~275 MB fp32",
     ),
+    "t5-150m": (
+        "T5Config",
+        "T5ForConditionalGeneration",
+        dict(
+            vocab_size=32128,
+            d_model=512,
+            d_kv=64,
+            d_ff=2048,
+            num_layers=3,
+            num_heads=8,
+            feed_forward_proj="gated-gelu",
+            decoder_start_token_id=0,
+        ),
+        "native family: T5 (gated-GELU, t5-small widths), ~150 MB fp32",
+    ),
+    "bart-150m": (
+        "BartConfig",
+        "BartForConditionalGeneration",
+        dict(
+            vocab_size=50265,
+            d_model=512,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=8,
+            decoder_attention_heads=8,
+            encoder_ffn_dim=2048,
+            decoder_ffn_dim=2048,
+            max_position_embeddings=1024,
+        ),
+        "native family: BART (bart-base widths), ~160 MB fp32",
+    ),
+    "whisper-150m": (
+        "WhisperConfig",
+        "WhisperForConditionalGeneration",
+        dict(
+            vocab_size=51865,
+            num_mel_bins=80,
+            d_model=512,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=8,
+            decoder_attention_heads=8,
+            encoder_ffn_dim=2048,
+            decoder_ffn_dim=2048,
+        ),
+        "native family: Whisper (whisper-base widths, 30 s windows), ~175 MB fp32",
+    ),
 }
 
 _DONE = ".bench-complete"

@@ -43,6 +43,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("distilbert", "distilbert-fwd", "model", "AutoModel", "text", forward={"seq": 128, "pad_rows": 1}),
     Family("mpnet", "mpnet-fwd", "model", "AutoModel", "text", forward={"seq": 128, "pad_rows": 1}),
     Family("modernbert", "modernbert-fwd", "model", "AutoModel", "text", forward={"seq": 256, "pad_rows": 1}),
+    Family("t5", "t5-150m", "seq2seq-lm", "AutoModelForSeq2SeqLM", "seq2seq", generate=True),
+    Family("bart", "bart-150m", "seq2seq-lm", "AutoModelForSeq2SeqLM", "seq2seq", generate=True),
+    Family("whisper", "whisper-150m", "speech-seq2seq", "AutoModelForSpeechSeq2Seq", "speech", generate=True),
 )
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0

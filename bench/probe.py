@@ -232,13 +232,55 @@ def _encoder_inputs(native, args: dict, gen) -> tuple[dict, object]:
     return inputs, valid
 
 
+def _decoder_ids(native, args: dict, gen):
+    """``seq // 2`` decoder tokens, the decoder start token first."""
+    import torch
+
+    config = native.config
+    ids = torch.randint(3, config.vocab_size, (args["batch"], max(args["seq"] // 2, 1)), generator=gen)
+    ids[:, 0] = config.decoder_start_token_id
+    return ids
+
+
+def _seq2seq_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """Encoder ``input_ids`` + ``attention_mask`` (as ``decoder``) and ``decoder_input_ids``; all logits compared."""
+    inputs, _ = _token_inputs(native, args, gen)
+    inputs["decoder_input_ids"] = _decoder_ids(native, args, gen)
+    return inputs, None
+
+
+def _speech_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """Log-mel ``input_features`` of one full window (``2 * max_source_positions`` frames) + decoder ids."""
+    import torch
+
+    config = native.config
+    frames = 2 * config.max_source_positions
+    features = torch.randn(args["batch"], config.num_mel_bins, frames, generator=gen)
+    return {"input_features": features, "decoder_input_ids": _decoder_ids(native, args, gen)}, None
+
+
 #: forward input kinds: kind -> (make inputs and the mask of outputs to compare, the output to compare).
 #: A family whose forward takes other inputs (pixel values, audio, decoder ids) adds its kind here.
 INPUTS = {
     "encoder": (_encoder_inputs, lambda o: o.last_hidden_state),
     "decoder": (_token_inputs, lambda o: o.logits),
     "text": (_token_inputs, lambda o: o.last_hidden_state),  # encoders without token types
+    "seq2seq": (_seq2seq_inputs, lambda o: o.logits),
+    "speech": (_speech_inputs, lambda o: o.logits),
 }
+
+
+def _prompt(native, args: dict, gen, kind: str) -> tuple[dict, int]:
+    """``generate``'s inputs for batch 1, and how many leading tokens of its output are not new: the prompt
+    (decoders), the decoder start token (text encoder-decoders), none (Whisper returns only new tokens)."""
+    import torch
+
+    if kind == "speech":
+        config = native.config
+        features = torch.randn(1, config.num_mel_bins, 2 * config.max_source_positions, generator=gen)
+        return {"input_features": features}, 0
+    prompt = torch.randint(3, native.config.vocab_size, (1, args["prompt"]), generator=gen)
+    return {"input_ids": prompt, "attention_mask": torch.ones_like(prompt)}, 1 if kind == "seq2seq" else prompt.shape[1]
 
 
 def probe_forward(args: dict) -> None:
@@ -256,7 +298,6 @@ def probe_forward(args: dict) -> None:
     make_inputs, out_of = INPUTS[args["kind"]]
     inputs, valid = make_inputs(native, args, gen)
     batch, seq = args["batch"], args["seq"]
-    vocab = getattr(native.config, "vocab_size", None)
 
     times: dict[str, list[float]] = {"factory": [], "transformers": []}
     models = {"factory": native, "transformers": reference}
@@ -282,17 +323,14 @@ def probe_forward(args: dict) -> None:
     }
 
     if args.get("generate"):
-        prompt = torch.randint(3, vocab, (1, args["prompt"]), generator=gen)
-        pmask = torch.ones_like(prompt)
+        prompt, offset = _prompt(native, args, gen, args["kind"])
         new = args["generate"]
         eos = native.config.eos_token_id
 
         def run(side):
             if side == "factory":
-                return native.generate(prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False)
-            return reference.generate(
-                prompt, attention_mask=pmask, max_new_tokens=new, do_sample=False, eos_token_id=eos, pad_token_id=eos
-            )
+                return native.generate(**prompt, max_new_tokens=new, do_sample=False)
+            return reference.generate(**prompt, max_new_tokens=new, do_sample=False, eos_token_id=eos, pad_token_id=eos)
 
         gtimes: dict[str, list[float]] = {"factory": [], "transformers": []}
         seqs = {side: run(side) for side in models}  # warm-up
@@ -301,7 +339,7 @@ def probe_forward(args: dict) -> None:
                 t = time.perf_counter()
                 seqs[side] = run(side)
                 gtimes[side].append(time.perf_counter() - t)
-        tokens = {side: int(s.shape[1] - prompt.shape[1]) for side, s in seqs.items()}
+        tokens = {side: int(s.shape[1] - offset) for side, s in seqs.items()}
         result["generate"] = {
             "tokens": tokens,
             "same_tokens": bool(torch.equal(seqs["factory"], seqs["transformers"])),

@@ -366,6 +366,7 @@ def load_weights(
     init_buffers(model, target_device, dtype)
     with ExitStack() as stack, torch.no_grad():
         reader = _Reader(stack, mmap=mmap)
+        _untie_differing(plan, reader)
         tensors = {}
         ordered = sorted((e.file, e.start, k) for k, e in plan.mapped.items() if k not in bad_shape)
         for i, (file, _, key) in enumerate(progress.track(ordered, _size_of(plan), "loading")):
@@ -472,6 +473,7 @@ class CheckpointMatch:
     shapes: dict[str, tuple[int, ...]]
     entries: dict[str, _Entry]
     wrong_dtype: tuple[tuple[str, torch.dtype, torch.dtype], ...] = ()  # (name, checkpoint, model dtype)
+    both_held: tuple[str, ...] = ()  # declared tie destinations the checkpoint holds next to their source
 
 
 _LEGACY_NAMES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
@@ -521,8 +523,13 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> CheckpointMatch:
             unexpected.append(key)
 
     ties = tie_map(model)
+    declared = set(getattr(model, "tied_weights", None) or ())
+    both_held = []
     for dest, source in ties.items():
         if dest in mapped:
+            if dest in declared and source in mapped:
+                both_held.append(dest)  # compared when loading: different values keep both (as transformers)
+                continue
             entry = mapped.pop(dest)
             if source not in mapped:  # the checkpoint kept the other name of the pair
                 mapped[source] = entry
@@ -536,8 +543,36 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> CheckpointMatch:
         if e.shape == shapes[k] and _dtype_kind(e.dtype) != _dtype_kind(state[k].dtype)
     )
     return CheckpointMatch(
-        mapped, missing, tuple(unexpected), mismatched, tuple(ignored), ties, shapes, entries, wrong_dtype
+        mapped,
+        missing,
+        tuple(unexpected),
+        mismatched,
+        tuple(ignored),
+        ties,
+        shapes,
+        entries,
+        wrong_dtype,
+        tuple(both_held),
     )
+
+
+def _untie_differing(plan: CheckpointMatch, reader: _Reader) -> None:
+    """A declared tie whose two tensors the checkpoint holds with different values is not applied (both load):
+    transformers 5 does the same, e.g. for T5 v1.1 / Flan-T5 checkpoints saved with ``tie_word_embeddings``
+    forced on. Equal values keep the tie, and the destination's copy is not read."""
+    zero_copy = reader.zero_copy  # the comparisons' views are not part of the model
+    for dest in plan.both_held:
+        a, b = plan.mapped[dest], plan.mapped[plan.ties[dest]]
+        same = (
+            a.shape == b.shape
+            and a.dtype == b.dtype
+            and torch.equal(reader.tensor(a, None, None), reader.tensor(b, None, None))
+        )
+        if same:
+            del plan.mapped[dest]
+        else:
+            del plan.ties[dest]
+    reader.zero_copy = zero_copy
 
 
 def _mismatch_message(model: nn.Module, plan: CheckpointMatch) -> str:

@@ -3,7 +3,8 @@
 ``factory.build`` attaches the file of a checkpoint to the native model it builds as
 ``model.generation_config``; native ``generate`` takes its defaults from there (a call's arguments
 win), and ``factory.save`` writes it back. Only the fields native ``generate`` implements are used:
-token ids (``eos_token_id`` may be a list, as Llama 3 Instruct's is), lengths and sampling. A field
+token ids (``eos_token_id`` may be a list, as Llama 3 Instruct's is), lengths, sampling and the
+forced/suppressed-token processors (``forced_bos_token_id``, ``suppress_tokens``...). A field
 that would change transformers' output and that native ``generate`` does not implement
 (``repetition_penalty``, ``num_beams``, ...) gives a warning when it is set to something other than
 transformers' default; fields without effect on the tokens (``transformers_version``, ...) are kept
@@ -34,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     "eos_token_id": None,
     "pad_token_id": None,
     "bos_token_id": None,
+    "decoder_start_token_id": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
 }
 #: Fields native ``generate`` does not implement, with transformers' default (set otherwise: a warning).
 UNIMPLEMENTED: dict[str, Any] = {
@@ -52,10 +58,6 @@ UNIMPLEMENTED: dict[str, Any] = {
     "diversity_penalty": 0.0,
     "penalty_alpha": None,
     "bad_words_ids": None,
-    "suppress_tokens": None,
-    "begin_suppress_tokens": None,
-    "forced_bos_token_id": None,
-    "forced_eos_token_id": None,
     "sequence_bias": None,
     "guidance_scale": None,
     "exponential_decay_length_penalty": None,
@@ -81,10 +83,10 @@ def _check(key: str, value: Any) -> str | None:
     """What is wrong with ``value`` for ``key`` (``None``: fine)."""
     if value is None:
         return None
-    if key == "eos_token_id":
+    if key in ("eos_token_id", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"):
         ok = _is_int(value) or (isinstance(value, list) and all(_is_int(v) for v in value))
         return None if ok else "an int or a list of ints"
-    if key in ("pad_token_id", "bos_token_id"):
+    if key in ("pad_token_id", "bos_token_id", "decoder_start_token_id", "forced_bos_token_id"):
         return None if _is_int(value) else "an int"
     if key in ("max_new_tokens", "max_length", "top_k"):
         return None if _is_int(value) and value >= 0 else "an int >= 0"
@@ -152,6 +154,8 @@ class GenerationConfig:
                 line=getattr(exc, "lineno", None),
                 hint="fix or delete the file (generation then uses config.json's token ids)",
             ) from None
+        except RecursionError:
+            raise ConfigError("generation_config.json is nested too deeply", file=path) from None
         if not isinstance(data, dict):
             raise ConfigError(f"generation_config.json must hold an object, found {type(data).__name__}", file=path)
         return cls.from_dict(data, origin=path)

@@ -6,8 +6,9 @@ next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs
 ``lm_head``, ``cls``...), so parameter names stay transformers' checkpoint keys.
 :class:`TaskModel` runs every head the same way::
 
-    model(input_ids, attention_mask=..., labels=...)
+    model(input_ids, attention_mask=..., labels=...)   # the first argument: main_input_name
         labels = the label_names popped from the inputs (labels; start/end_positions...)
+        inputs = prepare_inputs(inputs, labels)        # encoder-decoders derive decoder_input_ids here
         out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
         fields = predict(out, inputs | labels)         # {"logits": head layers(pool(out, inputs))}
         loss   = loss(**fields, **labels)              # only when a label is given
@@ -33,7 +34,19 @@ DecoderSequence-         as SequenceClassification           score (no bias) on 
 Classification                                               (transformers' generic decoder heads)
 DecoderToken-            as TokenClassification              dropout, score
 Classification
+-----------------------  ----------------------------------  -----------------------------------------
+Seq2SeqLM                CE, -100 ignored (labels; shifted   lm_head (tie it in ``tied``), ``generate``
+                         right they feed the decoder)        (encoder once, then the cached decoder)
+Seq2SeqSequence-         as SequenceClassification           classification_head (ClassificationHead)
+Classification                                               on the decoder state at the last EOS
+Seq2SeqQuestion-         as QuestionAnswering                qa_outputs
+Answering
 =======================  ==================================  =========================================
+
+The ``Seq2Seq*`` heads (:class:`Seq2SeqTaskModel`) take an encoder-decoder trunk
+(:class:`factory.models.seq2seq.EncoderDecoderModel`): without ``decoder_input_ids`` the decoder
+reads the labels (language model) or ``input_ids`` (classifiers) through
+:func:`shift_tokens_right`, and ``get_encoder()`` is the trunk's encoder.
 
 ``pool`` defaults to :func:`every_token` (the last hidden state, every position).
 
@@ -46,7 +59,15 @@ A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVa
   ones; a module class taking the config is a builder too);
 - ``pool(model, out, inputs)``: what the layers read: :func:`pooler_output`,
   :func:`first_token`, :func:`last_token` (decoders), :func:`every_token`, or your own;
-- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``.
+- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``;
+- ``main_input_name``: the first positional argument (``input_features`` for audio models);
+- ``inline_trunk = True``: the trunk's modules are the task model's own, without a prefix in the
+  checkpoint keys (T5's ``shared``, ``encoder``, ``decoder`` next to ``lm_head``). The task class
+  then derives from ``trunk_class`` itself, after the head classes
+  (``class T5ForConditionalGeneration(heads.Seq2SeqLM, T5Model)``): the trunk's ``__init__`` builds
+  the modules on the task model, and its ``forward`` (and ``get_input_embeddings`` /
+  ``get_encoder``, through :meth:`TaskModel.trunk_method`) runs them. ``base_model_prefix`` still
+  names the prefix of the family's other heads, so checkpoints of those load (prefix stripped).
 
 A family file defines its trunk, one base for its heads and one line group per head::
 
@@ -61,7 +82,8 @@ The family's base class (``BertPreTrainedModel``) must take the config in ``__in
 and come after the head classes in the bases, so that its ``base_model_prefix``,
 ``config_class`` and ``_init_weights`` are found. Everything else is a method to override
 where a head differs: :meth:`TaskModel.predict` (several outputs, as BERT pre-training),
-:meth:`TaskModel.loss`, :meth:`TaskModel.run_trunk` (inputs reshaped, as multiple choice).
+:meth:`TaskModel.loss`, :meth:`TaskModel.run_trunk` (inputs reshaped, as multiple choice),
+:meth:`TaskModel.prepare_inputs` (inputs derived before the trunk runs).
 A head layer added in an ``__init__`` of its own is not in ``head_layers``: apply it in
 ``predict``, and call ``tie_weights()`` again if ``tied`` names it.
 Cross-entropy over labels ignores ``-100`` entries; losses are those transformers computes.
@@ -79,13 +101,16 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models.configuration import Config
-from factory.models.generation import GenerationMixin
+from factory.models.generation import GenerationMixin, Seq2SeqGenerationMixin
 from factory.models.outputs import (
     CausalLMOutput,
     MaskedLMOutput,
     ModelOutput,
     MultipleChoiceOutput,
     QuestionAnsweringOutput,
+    Seq2SeqLMOutput,
+    Seq2SeqQuestionAnsweringOutput,
+    Seq2SeqSequenceClassifierOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -164,6 +189,23 @@ def span_loss(
         F.cross_entropy(start_logits, start, ignore_index=ignored)
         + F.cross_entropy(end_logits, end, ignore_index=ignored)
     ) / 2
+
+
+def shift_tokens_right(ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None) -> torch.Tensor:
+    """Decoder inputs from labels (or encoder inputs): one position right, ``decoder_start_token_id`` first,
+    ``-100`` replaced by the pad id, as transformers' ``shift_tokens_right`` / T5's ``_shift_right``."""
+    if decoder_start_token_id is None or pad_token_id is None:
+        name = "decoder_start_token_id" if decoder_start_token_id is None else "pad_token_id"
+        raise ConfigError(
+            f"the decoder inputs are derived from the labels (shifted right), which needs config.{name}, "
+            "but it is null",
+            hint=f"set {name} in config.json (T5 starts the decoder with the pad id, BART with the EOS id), "
+            "or pass decoder_input_ids",
+        )
+    shifted = ids.new_zeros(ids.shape)
+    shifted[..., 1:] = ids[..., :-1]
+    shifted[..., 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
 # --- layer builders ------------------------------------------------------------------
@@ -255,6 +297,29 @@ def kept_tokens(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.
     return hidden[:, -keep:] if keep else hidden
 
 
+def last_eos_token(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The decoder's hidden state at each row's last ``config.eos_token_id`` of ``input_ids``: how BART and
+    T5 classify sequences. Every row must hold the same number (at least one) of EOS tokens."""
+    hidden: torch.Tensor = out.last_hidden_state
+    input_ids = inputs.get("input_ids")
+    eos = model.config.eos_token_id
+    if input_ids is None or eos is None:
+        raise ModelInputError(
+            f"{type(model).__name__} classifies by the EOS tokens of input_ids, which needs input_ids "
+            f"(got {'none' if input_ids is None else 'them'}) and config.eos_token_id (got {eos!r})",
+            hint="pass input_ids (not only inputs_embeds) and set eos_token_id in config.json",
+        )
+    is_eos = torch.isin(input_ids, torch.tensor(eos, device=input_ids.device)).to(hidden.device)
+    counts = is_eos.sum(1)
+    if bool((counts != counts[0]).any()) or int(counts[0]) == 0:
+        raise ModelInputError(
+            f"{type(model).__name__}: every row of input_ids must hold the same number (>= 1) of EOS tokens "
+            f"({eos}); found {counts.tolist()}",
+            hint="end each sequence with the EOS token (the tokenizer adds it) and pad after it",
+        )
+    return hidden[is_eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
+
+
 Pool = Callable[["TaskModel", Any, Mapping[str, Any]], torch.Tensor]
 
 
@@ -283,6 +348,14 @@ class TaskModel(nn.Module):
     #: ``{dest: source}`` parameter names that are one tensor when ``config.tie_word_embeddings``.
     tied: ClassVar[Mapping[str, str]] = {}
 
+    #: The first positional argument of ``forward`` (``input_features`` for audio models).
+    main_input_name: ClassVar[str] = "input_ids"
+    #: True when the trunk's modules are the task model's own, with no prefix in the checkpoint keys
+    #: (T5's ``shared``, ``encoder``, ``decoder`` next to ``lm_head``): the task class then derives from
+    #: ``trunk_class`` (after the head classes), whose ``__init__`` builds the trunk and whose ``forward``
+    #: runs it.
+    inline_trunk: ClassVar[bool] = False
+
     config: Any
     _output_fields: ClassVar[tuple[str, ...]] = ()  # output_class's field names (torch.compile traces a tuple)
 
@@ -293,19 +366,28 @@ class TaskModel(nn.Module):
             cls._output_fields = tuple(f.name for f in fields(output))
 
     def __init__(self, config: Config) -> None:
-        super().__init__(config)  # the family's base class: stores and checks the config
-        setattr(self, self.base_model_prefix, self.trunk_class(config, **self.trunk_options))
+        super().__init__(config)  # the family's base class (or the inline trunk): stores and checks the config
+        if not self.inline_trunk:
+            setattr(self, self.base_model_prefix, self.trunk_class(config, **self.trunk_options))
         for name, build in self.head_layers.items():
             setattr(self, name, build(config))
         self.tie_weights()
 
     @property
     def trunk(self) -> Trunk:
-        trunk: Trunk = getattr(self, self.base_model_prefix)
+        trunk: Trunk = self if self.inline_trunk else getattr(self, self.base_model_prefix)
         return trunk
 
+    def trunk_method(self, name: str) -> Callable[..., Any]:
+        """The trunk's method ``name``, bound to the trunk (to the task model itself when inline)."""
+        if self.inline_trunk:
+            method: Callable[..., Any] = getattr(self.trunk_class, name).__get__(self)
+            return method
+        return cast(Callable[..., Any], getattr(self.trunk, name))
+
     def get_input_embeddings(self) -> nn.Module:
-        return self.trunk.get_input_embeddings()
+        embeddings: nn.Module = self.trunk_method("get_input_embeddings")()
+        return embeddings
 
     @property
     def tied_weights(self) -> dict[str, str]:
@@ -318,17 +400,30 @@ class TaskModel(nn.Module):
             module_name, _, attr = dest.rpartition(".")
             setattr(self.get_submodule(module_name), attr, self.get_parameter(source))
 
-    def forward(self, input_ids: torch.Tensor | None = None, **inputs: Any) -> Any:
-        """The trunk's inputs (by keyword after ``input_ids``), the labels and the head's own inputs."""
-        inputs["input_ids"] = input_ids
+    def forward(self, main_input: Any = None, /, **inputs: Any) -> Any:
+        """The main input (``main_input_name``) positionally or by keyword, the trunk's inputs, the labels
+        and the head's own inputs by keyword."""
+        if main_input is not None:
+            if inputs.get(self.main_input_name) is not None:
+                raise ModelInputError(
+                    f"{type(self).__name__} got {self.main_input_name} twice (positionally and by keyword)"
+                )
+            inputs[self.main_input_name] = main_input
         labels = {name: inputs.pop(name, None) for name in self.label_names}
+        inputs = self.prepare_inputs(inputs, labels)
         out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
         predictions = self.predict(out, {**inputs, **labels})
         loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
         carried = {name: getattr(out, name) for name in self._output_fields if hasattr(out, name)}
         return self.output_class(**{**carried, "loss": loss, **predictions})
 
+    def prepare_inputs(self, inputs: dict[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
+        """The inputs as the trunk and the head will see them (encoder-decoders derive decoder inputs here)."""
+        return inputs
+
     def run_trunk(self, inputs: dict[str, Any]) -> Any:
+        if self.inline_trunk:
+            return self.trunk_method("forward")(**inputs)
         return self.trunk(**inputs)
 
     def run_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -383,7 +478,7 @@ class MaskedLM(TaskModel):
 class SequenceClassification(TaskModel):
     """One prediction per sequence; regression, single- or multi-label loss by ``config.problem_type``."""
 
-    output_class = SequenceClassifierOutput
+    output_class: ClassVar[type[ModelOutput]] = SequenceClassifierOutput
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         return sequence_classification_loss(logits, labels, self.config)
@@ -416,7 +511,7 @@ class DecoderTokenClassification(TokenClassification):
 class QuestionAnswering(TaskModel):
     """Extractive QA: start/end logits per token; positions outside the input are ignored in the loss."""
 
-    output_class = QuestionAnsweringOutput
+    output_class: ClassVar[type[ModelOutput]] = QuestionAnsweringOutput
     label_names = ("start_positions", "end_positions")
     head_layers = {"qa_outputs": linear(2)}
 
@@ -459,3 +554,74 @@ class MultipleChoice(TaskModel):
                 f"(inputs_embeds: plus hidden), found {found}"
             )
         return int(reference.shape[1])
+
+
+# --- encoder-decoder heads ----------------------------------------------------------------
+class ClassificationHead(nn.Module):
+    """Dropout, ``dense``, tanh, dropout, ``out_proj``: the sentence classifier of BART and T5 (and RoBERTa's
+    shape); the dropout is ``classifier_dropout`` (default 0)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = classifier_dropout(config, default=0.0)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = torch.tanh(self.dense(self.dropout(hidden_states)))
+        out: torch.Tensor = self.out_proj(self.dropout(hidden_states))
+        return out
+
+
+class Seq2SeqTaskModel(TaskModel):
+    """An encoder-decoder trunk plus head layers on the decoder's output.
+
+    Without ``decoder_input_ids`` (or ``decoder_inputs_embeds``), the decoder reads
+    ``decoder_inputs_from`` shifted right (:func:`shift_tokens_right`): the ``labels`` of a language
+    model, the ``input_ids`` of a classifier, as transformers does.
+    """
+
+    decoder_inputs_from: ClassVar[str] = "input_ids"
+
+    def prepare_inputs(self, inputs: dict[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
+        if inputs.get("decoder_input_ids") is None and inputs.get("decoder_inputs_embeds") is None:
+            source = {**inputs, **labels}.get(self.decoder_inputs_from)
+            if source is not None:
+                config = self.config
+                inputs["decoder_input_ids"] = shift_tokens_right(
+                    source, config.pad_token_id, config.decoder_start_token_id
+                )
+        return inputs
+
+    def get_encoder(self) -> nn.Module:
+        encoder: nn.Module = self.trunk_method("get_encoder")()
+        return encoder
+
+
+class Seq2SeqLM(Seq2SeqTaskModel, Seq2SeqGenerationMixin):
+    """Decoder vocabulary logits; ``labels`` give the mean cross-entropy (-100 ignored) and, shifted right,
+    the decoder inputs when none are given. Supports ``generate`` (:mod:`factory.models.generation`).
+
+    The last head layer is the output projection (``lm_head``); families name what it is tied to.
+    """
+
+    output_class = Seq2SeqLMOutput
+    decoder_inputs_from = "labels"
+    head_layers = {"lm_head": linear("vocab_size", bias=False)}
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.get_submodule(list(self.head_layers)[-1])
+
+
+class Seq2SeqSequenceClassification(Seq2SeqTaskModel, SequenceClassification):
+    """One prediction per sequence from the decoder state at the last EOS token (:func:`last_eos_token`)."""
+
+    output_class = Seq2SeqSequenceClassifierOutput
+    pool = last_eos_token
+    head_layers = {"classification_head": ClassificationHead}
+
+
+class Seq2SeqQuestionAnswering(Seq2SeqTaskModel, QuestionAnswering):
+    """Span start/end logits per decoder position (the decoder reads the question shifted right)."""
+
+    output_class = Seq2SeqQuestionAnsweringOutput

@@ -125,3 +125,51 @@ class QuestionAnsweringOutput(ModelOutput):
 TokenClassifierOutput = SequenceClassifierOutput
 MultipleChoiceOutput = SequenceClassifierOutput
 NextSentencePredictorOutput = SequenceClassifierOutput
+
+
+@dataclass
+class Seq2SeqModelOutput(ModelOutput):
+    """Encoder-decoder trunk output: the decoder's last hidden state plus what the encoder and the cache hold.
+
+    ``past_key_values`` is a tuple over decoder layers of ``(self_key, self_value, cross_key, cross_value)``.
+    """
+
+    last_hidden_state: Tensor = None
+    past_key_values: Any | None = None
+    decoder_hidden_states: PerLayer = None
+    decoder_attentions: PerLayer = None
+    cross_attentions: PerLayer = None
+    encoder_last_hidden_state: Tensor | None = None
+    encoder_hidden_states: PerLayer = None
+    encoder_attentions: PerLayer = None
+
+
+@dataclass
+class Seq2SeqLogitsOutput(ModelOutput):
+    """What encoder-decoder task heads return: ``loss``, ``logits`` and the trunk's fields."""
+
+    loss: Tensor | None = None
+    logits: Tensor = None
+    past_key_values: Any | None = None
+    decoder_hidden_states: PerLayer = None
+    decoder_attentions: PerLayer = None
+    cross_attentions: PerLayer = None
+    encoder_last_hidden_state: Tensor | None = None
+    encoder_hidden_states: PerLayer = None
+    encoder_attentions: PerLayer = None
+
+
+class Seq2SeqLMOutput(Seq2SeqLogitsOutput):
+    """Decoder vocabulary logits ``[batch, target_seq, vocab]``."""
+
+
+class Seq2SeqSequenceClassifierOutput(Seq2SeqLogitsOutput):
+    """One prediction per sequence from an encoder-decoder."""
+
+
+@dataclass
+class Seq2SeqQuestionAnsweringOutput(Seq2SeqLogitsOutput):
+    """Span start/end logits ``[batch, target_seq]`` of an encoder-decoder (``logits`` stays unset)."""
+
+    start_logits: Tensor = None
+    end_logits: Tensor = None

@@ -562,6 +562,23 @@ def test_checkpoint_holding_only_the_tied_destination(tmp_path: Path, source: Ti
     assert torch.equal(model.body.embed.weight, source.body.embed.weight)
 
 
+def test_declared_tie_with_both_tensors_held(tmp_path: Path, source: TinyLM):
+    """Both names in the checkpoint: equal values stay tied; different values load apart (as transformers 5)."""
+    state = state_of(source)
+    state["head.weight"] = state["body.embed.weight"].clone()
+    model = empty_model(TinyLM, TinyConfig())
+    report = load_weights(model, [write_checkpoint(tmp_path / "same", state)])
+    assert model.head.weight is model.body.embed.weight and report.tied == (("head.weight", "body.embed.weight"),)
+    assert report.zero_copy == len(state) - 1  # the comparison's views are not counted, the copy is not loaded
+
+    state["head.weight"] = torch.randn_like(state["head.weight"])
+    model = empty_model(TinyLM, TinyConfig())
+    report = load_weights(model, [write_checkpoint(tmp_path / "different", state)])
+    assert report.tied == () and model.head.weight is not model.body.embed.weight
+    assert torch.equal(model.head.weight, state["head.weight"])
+    assert torch.equal(model.body.embed.weight, state["body.embed.weight"])
+
+
 def test_untied_model_loads_both(tmp_path: Path):
     untied = fresh_model(TinyLM, TinyConfig(tie_word_embeddings=False))
     model = empty_model(TinyLM, TinyConfig(tie_word_embeddings=False))

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
-from factory.models.generation import GenerationError, generate, warp_logits
+import factory
+from factory.errors import ConfigError
+from factory.models.generation import (
+    GenerationError,
+    Seq2SeqGenerationMixin,
+    generate,
+    generation_defaults,
+    warp_logits,
+)
+from factory.models.generation_config import GenerationConfig
 from factory.models.gpt2 import GPT2Config, GPT2LMHeadModel
 
 VOCAB = 99
@@ -211,5 +222,119 @@ def test_zero_new_tokens_returns_the_prompt(pair, batch):
 def test_bad_arguments(pair, kwargs, match):
     _, model = pair
     kwargs = {"input_ids": torch.tensor([[5, 6, 7]]), **kwargs}
+    with pytest.raises(GenerationError, match=match):
+        model.generate(**kwargs)
+
+
+# --- logits processors, defaults and the generation config -----------------------------------------------
+def test_processors_match_transformers_for_a_decoder(pair, batch):
+    """suppress_tokens, begin_suppress_tokens and forced_eos_token_id act as transformers' processors."""
+    ref, model = pair
+    ids, mask = batch
+    first = model.generate(ids, attention_mask=mask, max_new_tokens=NEW)[:, 7:]
+    kwargs = dict(
+        suppress_tokens=first[0, 1:3].tolist(),
+        begin_suppress_tokens=first[:, 0].tolist(),
+        forced_eos_token_id=int(first[1, 4]),
+        eos_token_id=int(first[1, 4]),
+    )
+    expected = _hf_greedy(ref, ids, mask, **kwargs)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, pad_token_id=PAD, **kwargs)
+    assert torch.equal(out, expected)
+    assert not set(out[:, 7].tolist()) & set(kwargs["begin_suppress_tokens"])
+
+
+def test_generation_config_overrides_config_key_by_key(pair, batch, monkeypatch):
+    _, model = pair
+    ids, mask = batch
+    eos = _emitted_token(model, ids, mask, row=0, step=1)
+    explicit = model.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=PAD)
+    monkeypatch.setattr(model, "generation_config", {"eos_token_id": eos, "lang_to_id": {"<|en|>": 3}}, raising=False)
+    defaults = generation_defaults(model)
+    assert defaults.eos_token_id == [eos] and defaults.pad_token_id == PAD  # the pad id still from the config
+    assert defaults.extra == {"lang_to_id": {"<|en|>": 3}}
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=NEW), explicit)
+    monkeypatch.setattr(model, "generation_config", {"eos_token_id": "x"}, raising=False)
+    with pytest.raises(GenerationError, match="eos_token_id must be an int or a list of ints, got 'x'"):
+        model.generate(ids, max_new_tokens=2)
+
+
+def test_builder_attaches_generation_config_json(pair, tmp_path):
+    _, model = pair
+    factory.save(model, tmp_path / "lm")
+    assert not hasattr(factory.build("causal-lm", tmp_path / "lm"), "generation_config")
+    (tmp_path / "lm" / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 6], "max_length": 9}))
+    built = factory.build("causal-lm", tmp_path / "lm").generation_config
+    assert built.to_dict() == {"eos_token_id": [5, 6], "max_length": 9}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("{not json", "generation_config.json is not valid JSON"),
+        ("[1, 2]", "generation_config.json must hold an object, found list"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply|not valid JSON"),
+    ],
+)
+def test_bad_generation_config_json(pair, tmp_path, content, match):
+    _, model = pair
+    factory.save(model, tmp_path / "lm")
+    (tmp_path / "lm" / "generation_config.json").write_text(content)
+    with pytest.raises(ConfigError, match=match) as info:
+        factory.build("causal-lm", tmp_path / "lm")
+    assert str(info.value.file).endswith("generation_config.json")
+
+
+def test_oversized_or_irregular_generation_config(tmp_path, monkeypatch):
+    (tmp_path / "generation_config.json").mkdir()
+    with pytest.raises(ConfigError, match="not a regular file"):
+        GenerationConfig.from_file(tmp_path / "generation_config.json")
+    monkeypatch.setattr("factory.models.generation_config.MAX_FILE_BYTES", 10)
+    (tmp_path / "big.json").write_text(json.dumps({"eos_token_id": 1, "pad_token_id": 0}))
+    with pytest.raises(ConfigError, match="more than 10"):
+        GenerationConfig.from_file(tmp_path / "big.json")
+
+
+class _EchoSeq2Seq(torch.nn.Module, Seq2SeqGenerationMixin):
+    """A stand-in encoder-decoder: the next token is always ``(last + 1) % vocab``."""
+
+    def __init__(self, **config):
+        super().__init__()
+        self.config = type("Config", (), config)()
+
+    def get_encoder(self):
+        return lambda **inputs: inputs
+
+    def forward(self, decoder_input_ids, past_key_values=None, **_):
+        logits = torch.nn.functional.one_hot((decoder_input_ids[:, -1:] + 1) % VOCAB, VOCAB).float()
+        return type("Out", (), {"logits": logits, "past_key_values": (past_key_values or 0) + 1})()
+
+
+def test_seq2seq_decoding_loop():
+    model = _EchoSeq2Seq(decoder_start_token_id=4, eos_token_id=8, pad_token_id=0)
+    ids = torch.tensor([[5, 6], [7, 0]])
+    assert model.generate(ids, max_new_tokens=6).tolist() == [[4, 5, 6, 7, 8]] * 2  # stops at EOS
+    assert model.generate(ids, max_new_tokens=2, forced_eos_token_id=8).tolist() == [[4, 5, 8]] * 2
+    prompt = torch.tensor([[7], [2]])
+    assert model.generate(ids, decoder_input_ids=prompt, max_new_tokens=3).tolist() == [[7, 8, 0, 0], [2, 3, 4, 5]]
+    assert model.generate(ids, max_new_tokens=1, forced_bos_token_id=9).tolist() == [[4, 9]] * 2
+    assert model.generate(ids, max_new_tokens=2, begin_suppress_tokens=[5]).tolist() == [[4, 0, 1]] * 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"input_ids": None}, "needs the encoder's inputs"),
+        ({"decoder_start_token_id": None, "config": {}}, "needs decoder_start_token_id"),
+        ({"decoder_input_ids": torch.tensor([[1]])}, "decoder_input_ids has 1 rows for a batch of 2"),
+        ({"decoder_input_ids": torch.zeros(2, 0, dtype=torch.long)}, "empty prompt"),
+        ({"suppress_tokens": [VOCAB + 5]}, r"token ids \[104\] are outside the vocabulary of 99 logits"),
+        ({"forced_bos_token_id": 1.5}, "forced_bos_token_id must be an int, got 1.5"),
+    ],
+)
+def test_bad_seq2seq_arguments(kwargs, match):
+    config = kwargs.pop("config", {"decoder_start_token_id": 4})
+    model = _EchoSeq2Seq(**config)
+    kwargs = {"input_ids": torch.tensor([[5, 6], [7, 0]]), "max_new_tokens": 2, **kwargs}
     with pytest.raises(GenerationError, match=match):
         model.generate(**kwargs)
