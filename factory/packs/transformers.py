@@ -175,6 +175,7 @@ class ArchitectureEntry:
     config: str | None = None
     tasks: dict[str, str] = field(default_factory=dict)
     components: dict[str, str] = field(default_factory=dict)
+    component_classes: dict[str, list[str]] = field(default_factory=dict)  # component -> class names it owns
     lint: dict[str, dict[str, str]] = field(default_factory=dict)  # "config" | task -> {code: reason}
     shares_targets_with: list[str] = field(default_factory=list)
 
@@ -227,6 +228,11 @@ class _Resolver:
 
         self._module_name = model_type_to_module_name
         self.classes: dict[str, Any] = {}  # target -> class (None for placeholders)
+
+    def module_name(self, model_type: str) -> str:
+        """The package under ``transformers.models`` of ``model_type``."""
+        name: str = self._module_name(model_type)
+        return name
 
     def _package(self, model_type: str):
         try:
@@ -422,6 +428,7 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
         if not arch.summary:
             arch.summary = f"{arch.name}: components only, no config of its own (from transformers)"
     _declare_shared_targets(archs)
+    _declare_component_classes(archs, resolver)
     return PackContents(transformers.__version__, dict(sorted(archs.items())), skipped)
 
 
@@ -435,6 +442,34 @@ def _declare_shared_targets(archs: dict[str, ArchitectureEntry]) -> None:
     for arch in archs.values():
         shared = set().union(*(users.get(t, set()) for t in [arch.config, *arch.tasks.values()] if t))
         arch.shares_targets_with = sorted(shared - {arch.name})
+
+
+def _declare_component_classes(archs: dict[str, ArchitectureEntry], resolver: _Resolver) -> None:
+    """Which architecture a component class name in a checkpoint's own file dispatches to.
+
+    ``AutoImageProcessor`` and friends turn ``image_processor_type`` (``tokenizer_class``, ...) into a class by
+    name, wherever the class is defined; the pack writes that down as ``component_classes:``. A class belongs
+    to the model type of the package that defines it (``transformers.models.<package>``) among those that
+    register it, else to the first such model type in sorted order. Generic classes defined outside
+    ``transformers.models`` (``TokenizersBackend``) belong to no architecture: for them factory reads
+    config.json, as transformers does for the model type's class.
+    """
+    users: dict[tuple[str, str], list[str]] = {}
+    for arch in archs.values():
+        for component, target in arch.components.items():
+            users.setdefault((component, target), []).append(arch.name)
+    for (component, target), names in sorted(users.items()):
+        module, _, qualname = target.partition(":")
+        parts = module.split(".")
+        if len(parts) < 3 or parts[:2] != ["transformers", "models"] or "." in qualname:
+            continue
+        package = parts[2]
+        home = [n for n in sorted(names) if resolver.module_name(n) == package]
+        owner = (home or sorted(names))[0]
+        archs[owner].component_classes.setdefault(component, []).append(qualname)
+    for arch in archs.values():
+        for names in arch.component_classes.values():
+            names.sort()
 
 
 def auto_rows(table: dict[str, Any], config_names: dict[str, str]) -> dict[str, tuple[str, Any]]:
@@ -514,6 +549,11 @@ def render(arch: ArchitectureEntry, version: str) -> str:
         lines.append("components:")
         for component in sorted(arch.components):
             lines += _entry_text(component, arch.components[component], arch.lint.get(component), "  ")
+    if arch.component_classes:
+        lines.append("component_classes:")
+        for component in sorted(arch.component_classes):
+            names = ", ".join(arch.component_classes[component])
+            lines.append(f"  {component}: [{names}]")
     rules = DISPATCH_RULES.get(arch.name, [])
     if rules:
         lines.append("rules:")

@@ -26,6 +26,7 @@ from typing import Any
 from factory.registry.table import (
     Architecture,
     Checkpoint,
+    ComponentClass,
     Deprecation,
     FrozenDict,
     LazyDict,
@@ -37,7 +38,7 @@ from factory.registry.table import (
     _freeze,
 )
 
-FORMAT = 2
+FORMAT = 3
 KEEP = 8
 
 
@@ -167,7 +168,7 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (Provenance, Deprecation)):
         return [getattr(value, f.name) for f in fields(value)]
-    if isinstance(value, (Task, Registration, Rule, Architecture, Checkpoint)):
+    if isinstance(value, (Task, Registration, Rule, Architecture, Checkpoint, ComponentClass)):
         return [_plain(getattr(value, f.name)) for f in fields(value)]
     return value
 
@@ -185,6 +186,7 @@ def to_state(table: Table) -> dict[str, Any]:
         "architectures": [[name, _packed(a)] for name, a in table.architectures.items()],
         "registrations": [[task, arch, _packed(r)] for (task, arch), r in table.registrations.items()],
         "checkpoints": [[name, _packed(c)] for name, c in table.checkpoints.items()],
+        "component_classes": [[task, name, _packed(c)] for (task, name), c in table.component_classes.items()],
     }
 
 
@@ -224,10 +226,21 @@ def _rule(v: list) -> Rule:
     return Rule(arch, _freeze(when), dispatch_as, _prov(prov), reason)
 
 
+def _component_class(v: list) -> ComponentClass:
+    task, name, arch, prov, layer, override, shadows = v
+    return ComponentClass(task, name, arch, _prov(prov), layer, override, tuple(_component_class(s) for s in shadows))
+
+
 def _arch(v: list) -> Architecture:
-    name, summary, files, rules, shares, lint = v
+    name, summary, files, rules, shares, lint, classes = v
     return Architecture(
-        name, summary, tuple(_prov(p) for p in files), tuple(_rule(r) for r in rules), tuple(shares), _freeze(lint)
+        name,
+        summary,
+        tuple(_prov(p) for p in files),
+        tuple(_rule(r) for r in rules),
+        tuple(shares),
+        _freeze(lint),
+        tuple(_component_class(c) for c in classes),
     )
 
 
@@ -258,4 +271,8 @@ def from_state(state: dict[str, Any]) -> Table:
         {(task, arch): raw for task, arch, raw in state["registrations"]}, lambda raw: _reg(json.loads(raw))
     )
     ckpts = LazyDict(dict(state["checkpoints"]), lambda raw: _ckpt(json.loads(raw)))
-    return Table(tasks, archs, regs, ckpts, tuple(state["sources"]), digest=state["digest"])
+    classes = LazyDict(
+        {(task, name): raw for task, name, raw in state["component_classes"]},
+        lambda raw: _component_class(json.loads(raw)),
+    )
+    return Table(tasks, archs, regs, ckpts, tuple(state["sources"]), component_classes=classes, digest=state["digest"])

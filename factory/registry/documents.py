@@ -11,6 +11,7 @@ from factory.registry.sources import Source
 from factory.registry.table import (
     Architecture,
     Checkpoint,
+    ComponentClass,
     Deprecation,
     Provenance,
     Registration,
@@ -96,6 +97,19 @@ def _architecture(data: dict, prov) -> Architecture:
         )
         for i, rule in enumerate(data.get("rules", ()))
     )
+    layer = data.get("layer", "native")
+    classes = tuple(
+        ComponentClass(
+            task=task,
+            name=item if isinstance(item, str) else item["name"],
+            architecture=name,
+            provenance=prov("component_classes", task, i),
+            layer=layer,
+            override=None if isinstance(item, str) else item.get("override"),
+        )
+        for task, items in data.get("component_classes", {}).items()
+        for i, item in enumerate(items)
+    )
     return Architecture(
         name=name,
         summary=data.get("summary", ""),
@@ -103,6 +117,7 @@ def _architecture(data: dict, prov) -> Architecture:
         rules=rules,
         shares_targets_with=tuple(data.get("shares_targets_with", ())),
         lint=_freeze(data.get("lint", {})),
+        component_classes=classes,
     )
 
 

@@ -23,6 +23,7 @@ from factory.registry.table import (
     SOURCE_ORDER,
     Architecture,
     Checkpoint,
+    ComponentClass,
     FrozenDict,
     Provenance,
     Registration,
@@ -156,7 +157,9 @@ def merge(
                 rules=prior.rules + arch.rules,
                 shares_targets_with=tuple(sorted({*prior.shares_targets_with, *arch.shares_targets_with})),
                 lint=FrozenDict({**arch.lint, **prior.lint}),
+                component_classes=prior.component_classes + arch.component_classes,
             )
+    class_map = _merge_component_classes(architectures, task_map, alias_map, reg_map, errors)
     ckpt_map = _merge_entries(checkpoints, "checkpoint", errors)
     for ckpt in ckpt_map.values():
         if ckpt.architecture and ckpt.architecture not in arch_map:
@@ -170,7 +173,51 @@ def merge(
             )
     if errors:
         return None
-    return Table(task_map, arch_map, reg_map, ckpt_map, sources)
+    return Table(task_map, arch_map, reg_map, ckpt_map, sources, component_classes=class_map)
+
+
+def _merge_component_classes(
+    architectures: list[Architecture],
+    tasks: Mapping[str, Task],
+    aliases: Mapping[str, str],
+    registrations: Mapping[tuple[str, str], Registration],
+    errors: list[RegistryError],
+) -> dict:
+    """Component class names -> architecture, merged like registrations; each must reach a registration."""
+    candidates: list[ComponentClass] = []
+    for arch in architectures:
+        for claim in arch.component_classes:
+            name = aliases.get(claim.task, claim.task)
+            task = tasks.get(name)
+            where = {"file": claim.provenance.file, "line": claim.provenance.line}
+            if task is None:
+                hint = _did_you_mean(claim.task, [t for t in tasks if tasks[t].group == "component"])
+                errors.append(UnknownTaskError(f"component_classes: unknown task {claim.task!r}", hint=hint, **where))
+            elif task.group != "component" or name == "config":
+                errors.append(
+                    RegistryError(
+                        f"component_classes: {claim.task!r} is not a component built from its own files",
+                        hint="component_classes lists tokenizer, feature-extractor, image-processor, processor "
+                        "or video-processor class names",
+                        **where,
+                    )
+                )
+            else:
+                candidates.append(_replace(claim, task=name) if name != claim.task else claim)
+    merged = _merge_entries(candidates, "component class", errors)
+    for claim in merged.values():
+        if (claim.task, claim.architecture) not in registrations:
+            errors.append(
+                RegistryError(
+                    f"component class {claim.name} is declared for architecture {claim.architecture!r}, "
+                    f"which registers no {claim.task}",
+                    file=claim.provenance.file,
+                    line=claim.provenance.line,
+                    hint=f"register a {claim.task} for {claim.architecture!r} (components:), or declare the class "
+                    "in the architecture that serves it",
+                )
+            )
+    return merged
 
 
 def _check_aliases(tasks: Mapping[str, Task], errors: list[RegistryError]) -> None:

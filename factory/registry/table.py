@@ -212,6 +212,36 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ComponentClass:
+    """A component class name a checkpoint's own file gives (``image_processor_type``, ``tokenizer_class``, ...)
+    declared by ``architecture``: a component of that class is built by the architecture's registration."""
+
+    task: str  # tokenizer | feature-extractor | image-processor | processor | video-processor
+    name: str  # as a file writes it, without a trailing Fast / Pil: "ViTImageProcessor"
+    architecture: str
+    provenance: Provenance
+    layer: str = "native"
+    override: str | None = None
+    shadows: tuple[ComponentClass, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.task, self.name)
+
+    def describe(self) -> str:
+        return f"{self.task} class {self.name} -> {self.architecture}"
+
+    def content(self) -> dict:
+        return {
+            "task": self.task,
+            "name": self.name,
+            "architecture": self.architecture,
+            "layer": self.layer,
+            "override": self.override,
+        }
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     summary: str
@@ -219,6 +249,7 @@ class Architecture:
     rules: tuple[Rule, ...] = ()
     shares_targets_with: tuple[str, ...] = ()
     lint: FrozenDict = field(default_factory=FrozenDict)
+    component_classes: tuple[ComponentClass, ...] = ()  # as its files declare them (the table keeps the winners)
 
     def content(self) -> dict:
         return {
@@ -314,7 +345,16 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
 class Table:
     """The immutable dispatch table. Build one with :func:`factory.load_registry`."""
 
-    __slots__ = ("aliases", "architectures", "checkpoints", "digest", "registrations", "sources", "tasks")
+    __slots__ = (
+        "aliases",
+        "architectures",
+        "checkpoints",
+        "component_classes",
+        "digest",
+        "registrations",
+        "sources",
+        "tasks",
+    )
 
     def __init__(
         self,
@@ -324,6 +364,7 @@ class Table:
         checkpoints: Mapping[str, Checkpoint],
         sources: tuple[str, ...] = (),
         *,
+        component_classes: Mapping[tuple[str, str], ComponentClass] | None = None,
         digest: str | None = None,
     ) -> None:
         aliases = {alias: task.name for task in tasks.values() for alias in task.aliases}
@@ -333,6 +374,7 @@ class Table:
         set_(self, "architectures", _sorted_frozen(architectures))
         set_(self, "registrations", _sorted_frozen(registrations))
         set_(self, "checkpoints", _sorted_frozen(checkpoints))
+        set_(self, "component_classes", _sorted_frozen(component_classes or {}))
         set_(self, "sources", tuple(sources))
         set_(self, "digest", digest or self._compute_digest())
 
@@ -344,13 +386,14 @@ class Table:
 
     def __reduce__(self):
         return (
-            Table,
+            _rebuild_table,
             (
                 dict(self.tasks),
                 dict(self.architectures),
                 dict(self.registrations),
                 dict(self.checkpoints),
                 self.sources,
+                dict(self.component_classes),
             ),
         )
 
@@ -378,6 +421,8 @@ class Table:
             "shadowed_tasks": [s.content() for t in self.tasks.values() for s in t.shadows],
             "checkpoints": [c.content() for c in self.checkpoints.values()],
             "shadowed_checkpoints": [s.content() for c in self.checkpoints.values() for s in c.shadows],
+            "component_classes": [c.content() for c in self.component_classes.values()],
+            "shadowed_component_classes": [s.content() for c in self.component_classes.values() for s in c.shadows],
         }
 
     def _compute_digest(self) -> str:
@@ -449,6 +494,10 @@ class Table:
     def checkpoint(self, name: str) -> Checkpoint | None:
         return self.checkpoints.get(name)
 
+    def component_class(self, task: str, name: str) -> ComponentClass | None:
+        """The declaration of component class ``name`` (as a checkpoint file writes it) for ``task``."""
+        return self.component_classes.get((self.canonical_task(task), name))
+
     def dispatch(self, config: Mapping[str, Any], *, origin: str | None = None) -> Dispatch:
         """Map a ``config.json`` dict to an architecture, applying declarative rules."""
         model_type = config.get("model_type")
@@ -512,3 +561,10 @@ class Table:
             file=origin,
             hint='add "model_type" to config.json',
         )
+
+
+def _rebuild_table(
+    tasks: dict, architectures: dict, registrations: dict, checkpoints: dict, sources: tuple, component_classes: dict
+) -> Table:
+    """Unpickling a :class:`Table` (the component classes are a keyword argument of the constructor)."""
+    return Table(tasks, architectures, registrations, checkpoints, sources, component_classes=component_classes)

@@ -142,6 +142,9 @@ def pack_registration(table: Any, task: str, model_type: str) -> Any:
 
 def same_class(target: str, cls: Any) -> bool:
     module_name, _, qualname = target.partition(":")
+    if getattr(cls, "__name__", None) == f"{qualname}Pil":
+        # Pillow installed, torchvision not: transformers hands out the Pillow twin, as the builder does
+        return cls.__module__.rpartition(".")[0] == module_name.rpartition(".")[0]
     if isinstance(cls, DummyObject):  # an optional backend is missing here: compare where it is defined
         return (
             qualname == cls.__name__
