@@ -10,11 +10,12 @@ imported, and ``auto_map`` is never followed.
 
 The order in which files and keys are read is transformers' (``models/auto/*_auto.py``):
 
-- image-processor: ``preprocessor_config.json`` ``image_processor_type``, the ``image_processor`` section of
-  ``processor_config.json``, then ``feature_extractor_type`` with ``FeatureExtractor`` read as
-  ``ImageProcessor`` (the legacy spelling), then ``config.json`` ``image_processor_type``;
-- feature-extractor: ``feature_extractor_type`` (``preprocessor_config.json``, the ``feature_extractor``
-  section of ``processor_config.json``), then ``config.json``;
+- image-processor: ``image_processor_type`` in the ``image_processor`` section of ``processor_config.json``
+  (what transformers 5 saves for a processor), in ``preprocessor_config.json``, then its
+  ``feature_extractor_type`` with ``FeatureExtractor`` read as ``ImageProcessor`` (the legacy spelling), then
+  ``config.json`` ``image_processor_type``;
+- feature-extractor: ``feature_extractor_type`` in the ``feature_extractor`` (or ``audio_processor``) section
+  of ``processor_config.json``, in ``preprocessor_config.json``, then ``config.json``;
 - processor: ``processor_class`` in ``processor_config.json``, ``preprocessor_config.json``,
   ``video_preprocessor_config.json``, ``tokenizer_config.json``, then ``config.json``;
 - tokenizer: ``tokenizer_class`` in ``tokenizer_config.json``, then ``config.json``;
@@ -31,18 +32,16 @@ before the lookup. When no file names a declared class, the caller dispatches on
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory.components.files import read_json_object
 from factory.errors import ConfigError
 from factory.registry.table import Table, suggest
 
 CONFIG_FILE = "config.json"
-#: Untrusted JSON files larger than this are refused before parsing (old Whisper files with mel filters: ~0.5 MB).
-MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ def _own(task: str, *where: tuple[str, tuple[str, ...]]) -> tuple[Lookup, ...]:
 #: component task -> where its class name is read, in order (config.json keys last).
 LOOKUPS: dict[str, tuple[Lookup, ...]] = {
     "image-processor": (
-        Lookup("preprocessor_config.json", ("image_processor_type",), "image-processor"),
         Lookup("processor_config.json", ("image_processor", "image_processor_type"), "image-processor"),
+        Lookup("preprocessor_config.json", ("image_processor_type",), "image-processor"),
         Lookup(
             "preprocessor_config.json",
             ("feature_extractor_type",),
@@ -78,8 +77,9 @@ LOOKUPS: dict[str, tuple[Lookup, ...]] = {
     ),
     "feature-extractor": _own(
         "feature-extractor",
-        ("preprocessor_config.json", ("feature_extractor_type",)),
         ("processor_config.json", ("feature_extractor", "feature_extractor_type")),
+        ("processor_config.json", ("audio_processor", "feature_extractor_type")),
+        ("preprocessor_config.json", ("feature_extractor_type",)),
         (CONFIG_FILE, ("feature_extractor_type",)),
     ),
     "processor": _own(
@@ -231,37 +231,7 @@ def _read(path: Path, cache: dict[str, Mapping[str, Any] | None], decision: Deci
     cache[path.name] = None
     if not path.exists():
         return None
-    data = read_json_object(path)
+    data = read_json_object(path, error=ConfigError)
     cache[path.name] = data
     decision.read.append(path.name)
-    return data
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """Read an untrusted JSON file that must hold an object: a regular file, bounded size and nesting."""
-    if not path.is_file():
-        raise ConfigError(
-            "expected a regular file", file=path, hint="replace it with the JSON file save_pretrained writes"
-        )
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ConfigError(
-            f"{size} bytes is larger than a preprocessing file can be ({MAX_FILE_BYTES} bytes)",
-            file=path,
-            hint="regenerate the file with save_pretrained",
-        )
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8: {exc}", file=path, hint="regenerate the file with save_pretrained") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"not valid JSON: {exc.msg}", file=path, line=exc.lineno, column=exc.colno, hint="fix or regenerate it"
-        ) from None
-    except RecursionError:
-        raise ConfigError(
-            "JSON nested too deeply", file=path, hint="regenerate the file with save_pretrained"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"must hold a JSON object, found {type(data).__name__}", file=path)
     return data

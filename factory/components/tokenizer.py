@@ -1196,6 +1196,11 @@ def _as_tensor(key: str, value: list) -> Any:
         ) from exc
 
 
+def clean_up_tokenization(text: str) -> str:
+    """transformers' clean_up_tokenization: no space before punctuation and English contractions."""
+    return _clean_up_tokenization(text)
+
+
 def _clean_up_tokenization(text: str) -> str:
     for before, after in (
         (" .", "."),
