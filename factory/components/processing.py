@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from factory.components.batch_feature import BatchFeature
+from factory.components.clip_tokenizer import CLIPTokenizer
 from factory.components.ctc_tokenizer import Wav2Vec2CTCTokenizer
 from factory.components.feature_extraction import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 from factory.components.files import PROCESSOR_FILE, write_json
@@ -130,9 +131,11 @@ class _ImageTextProcessor(Processor):
 
 
 class CLIPProcessor(_ImageTextProcessor):
-    """CLIP's tokenizer (tokenizer.json) and :class:`~factory.components.image_processing.CLIPImageProcessor`."""
+    """:class:`~factory.components.clip_tokenizer.CLIPTokenizer` and
+    :class:`~factory.components.image_processing.CLIPImageProcessor`."""
 
     processor_class = "CLIPProcessor"
+    tokenizer_class = CLIPTokenizer
     preprocessor_class = CLIPImageProcessor
 
 

@@ -76,14 +76,17 @@ class WhisperTokenizer(Tokenizer):
     @property
     def prefix_tokens(self) -> list[int]:
         """``<|startoftranscript|>``, then the language, the task and ``<|notimestamps|>`` as configured."""
+        return self._prefix(self.language, self.task, self.predict_timestamps)
+
+    def _prefix(self, language: str | None, task: str | None, predict_timestamps: bool) -> list[int]:
         ids = [self._required_id("<|startoftranscript|>")]
-        if self.language is not None:
-            ids.append(self._required_id(f"<|{language_code(self.language)}|>"))
-        if self.task is not None:
-            if self.task not in _languages()["tasks"]:
-                raise TokenizerError(f"unsupported task {self.task!r}", hint="use 'transcribe' or 'translate'")
-            ids.append(self._required_id(f"<|{self.task}|>"))
-        if not self.predict_timestamps:
+        if language is not None:
+            ids.append(self._required_id(f"<|{language_code(language)}|>"))
+        if task is not None:
+            if task not in _languages()["tasks"]:
+                raise TokenizerError(f"unsupported task {task!r}", hint="use 'transcribe' or 'translate'")
+            ids.append(self._required_id(f"<|{task}|>"))
+        if not predict_timestamps:
             ids.append(self._required_id("<|notimestamps|>"))
         return ids
 
@@ -97,10 +100,11 @@ class WhisperTokenizer(Tokenizer):
         self, language: str | None = None, task: str | None = None, predict_timestamps: bool | None = None
     ) -> None:
         """Change the prefix encoding adds (``<|startoftranscript|> <|lang|> <|task|> [<|notimestamps|>]``)."""
-        self.language = language if language is not None else self.language
-        self.task = task if task is not None else self.task
-        self.predict_timestamps = self.predict_timestamps if predict_timestamps is None else predict_timestamps
-        prefix = self.prefix_tokens
+        language = language if language is not None else self.language
+        task = task if task is not None else self.task
+        predict_timestamps = self.predict_timestamps if predict_timestamps is None else predict_timestamps
+        prefix = self._prefix(language, task, predict_timestamps)  # checked before anything changes
+        self.language, self.task, self.predict_timestamps = language, task, predict_timestamps
         names = [self._backend.id_to_token(i) for i in prefix]
         eos, eos_id = self.eos_token, self.eos_token_id
         template = " ".join(f"{name}:0" for name in names)
