@@ -304,7 +304,7 @@ class Wav2Vec2CTCTokenizer:
     ) -> BatchEncoding:
         """``input_ids`` (and ``attention_mask``) of one text or a batch; labels for CTC training."""
         batched = not isinstance(text, str)
-        texts = list(text) if batched else [text]
+        texts: list[str] = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(t, str) for t in texts):
             raise TokenizerError("text must be a string or a list of strings")
         if return_tensors not in (None, "pt"):

@@ -76,7 +76,7 @@ class SequenceFeatureExtractor(Preprocessor):
             )
         return options
 
-    def check_sampling_rate(self, sampling_rate: int | None) -> None:
+    def check_sampling_rate(self, sampling_rate: int | None, stacklevel: int = 3) -> None:
         """A different rate is an error (the model hears the audio too fast or too slow); none warns."""
         expected = self.options["sampling_rate"]
         if sampling_rate is None:
@@ -84,7 +84,7 @@ class SequenceFeatureExtractor(Preprocessor):
                 f"{type(self).__name__} got no sampling_rate: pass sampling_rate={expected} to have it checked "
                 "(audio at another rate gives silently wrong features)",
                 SamplingRateWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         elif sampling_rate != expected:
             raise PreprocessingError(
@@ -148,8 +148,8 @@ class SequenceFeatureExtractor(Preprocessor):
             parts += [zeros[: target - length], ones[:length]] if left else [ones[:length], zeros[: target - length]]
         return batch, torch.cat(parts).view(len(sequences), target)
 
-    def _batch(self, raw_speech: Any) -> tuple[list[torch.Tensor], bool]:
-        """The audio as a list of 1-D float32 tensors, and whether it was a batch."""
+    def _batch(self, raw_speech: Any) -> list[torch.Tensor]:
+        """The audio as a list of 1-D float32 tensors (one item when it was not a batch)."""
         if isinstance(raw_speech, torch.Tensor) or _is_ndarray(raw_speech):
             array = _tensor(raw_speech)
             if array.ndim > 2:
@@ -160,7 +160,7 @@ class SequenceFeatureExtractor(Preprocessor):
                 )
             if array.ndim == 0:
                 raise PreprocessingError("expected audio samples, found a single number")
-            return (list(array.float()) if array.ndim == 2 else [array.float()]), array.ndim == 2
+            return list(array.float()) if array.ndim == 2 else [array.float()]
         if isinstance(raw_speech, (list, tuple)) and raw_speech:
             if all(isinstance(x, (list, tuple, torch.Tensor)) or _is_ndarray(x) for x in raw_speech):
                 batch = [_tensor(x).float() for x in raw_speech]
@@ -170,15 +170,22 @@ class SequenceFeatureExtractor(Preprocessor):
                             f"only mono audio is supported: item {i} of the batch has shape {tuple(item.shape)}",
                             hint="each item of a batch is a 1-D sequence of samples",
                         )
-                return batch, True
-            return [_tensor(raw_speech).float()], False
+                return batch
+            return [_tensor(raw_speech).float()]
         raise PreprocessingError(
             "expected audio (a list of floats, a 1-D array or tensor, or a batch of them), "
             f"found {_describe(raw_speech)}"
         )
 
-    def _attention_default(self, value: bool | None) -> bool:
-        return bool(self.options["return_attention_mask"] if value is None else value)
+    def _padded(
+        self, raw_speech: Any, sampling_rate: int | None, return_tensors: str | None, **pad: Any
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | list[torch.Tensor] | None]:
+        """A call's checks, then its audio truncated and padded (``return_attention_mask=None``: the setting's)."""
+        check_return_tensors(return_tensors)
+        self.check_sampling_rate(sampling_rate, stacklevel=4)
+        masks = pad.pop("return_attention_mask")
+        wanted = bool(self.options["return_attention_mask"] if masks is None else masks)
+        return self.pad(self._batch(raw_speech), return_attention_mask=wanted, **pad)
 
 
 class WhisperFeatureExtractor(SequenceFeatureExtractor):
@@ -267,16 +274,15 @@ class WhisperFeatureExtractor(SequenceFeatureExtractor):
         ``input_features``: (batch, feature_size, frames) float32; with ``return_attention_mask=True`` also
         ``attention_mask`` (batch, frames). ``device`` runs the STFT there (results come back on the CPU).
         """
-        check_return_tensors(return_tensors)
-        self.check_sampling_rate(sampling_rate)
-        batch, _ = self._batch(raw_speech)
-        padded, masks = self.pad(
-            batch,
+        padded, masks = self._padded(
+            raw_speech,
+            sampling_rate,
+            return_tensors,
             padding=padding,
             max_length=max_length or self.n_samples,
             truncation=truncation,
             pad_to_multiple_of=pad_to_multiple_of,
-            return_attention_mask=self._attention_default(return_attention_mask or do_normalize),
+            return_attention_mask=return_attention_mask or do_normalize,
         )
         if do_normalize:
             padded = normalize_zero_mean_unit_var(padded, masks, float(self.options["padding_value"]))
@@ -353,16 +359,15 @@ class Wav2Vec2FeatureExtractor(SequenceFeatureExtractor):
         Normalisation uses only the real samples when the batch is padded and masks are returned; without
         masks it uses the padded sequence, as transformers does.
         """
-        check_return_tensors(return_tensors)
-        self.check_sampling_rate(sampling_rate)
-        batch, _ = self._batch(raw_speech)
-        padded, masks = self.pad(
-            batch,
+        padded, masks = self._padded(
+            raw_speech,
+            sampling_rate,
+            return_tensors,
             padding=padding,
             max_length=max_length,
             truncation=truncation,
             pad_to_multiple_of=pad_to_multiple_of,
-            return_attention_mask=self._attention_default(return_attention_mask),
+            return_attention_mask=return_attention_mask,
         )
         if self.options["do_normalize"]:
             used = masks if _padding_strategy(padding) != "do_not_pad" else None

@@ -159,19 +159,16 @@ class _SpeechProcessor(Processor):
         if audio is None and text is None:
             raise PreprocessingError(f"{type(self).__name__} needs audio, text or both")
         text_kwargs, audio_kwargs = self._split(kwargs)
-        inputs = (
-            BatchFeature(self.preprocessor(audio, sampling_rate=sampling_rate, **audio_kwargs))
-            if audio is not None
-            else None
-        )
-        if text is None:
-            assert inputs is not None
-            return inputs
-        encodings = self.tokenizer(text, **text_kwargs)
-        if inputs is None:
-            return BatchFeature(encodings)
-        inputs["labels"] = encodings["input_ids"]
-        return inputs
+        out = BatchFeature()
+        if audio is not None:
+            out.update(self.preprocessor(audio, sampling_rate=sampling_rate, **audio_kwargs))
+        if text is not None:
+            encodings = self.tokenizer(text, **text_kwargs)
+            if audio is None:
+                out.update(encodings)
+            else:
+                out["labels"] = encodings["input_ids"]
+        return out
 
 
 class WhisperProcessor(_SpeechProcessor):

@@ -141,7 +141,7 @@ class WhisperTokenizer(Tokenizer):
         """The first timestamp token's id (transformers: one past the last special token)."""
         return max(self.all_special_ids) + 1
 
-    def decode(  # type: ignore[override]
+    def decode(
         self,
         ids: Any,
         skip_special_tokens: bool = False,

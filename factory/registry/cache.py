@@ -226,7 +226,7 @@ def _rule(v: list) -> Rule:
     return Rule(arch, _freeze(when), dispatch_as, _prov(prov), reason)
 
 
-def _component_class(v: list) -> ComponentClass:
+def _component_class(v: list[Any]) -> ComponentClass:
     task, name, arch, prov, layer, override, shadows = v
     return ComponentClass(task, name, arch, _prov(prov), layer, override, tuple(_component_class(s) for s in shadows))
 

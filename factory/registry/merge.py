@@ -182,29 +182,33 @@ def _merge_component_classes(
     aliases: Mapping[str, str],
     registrations: Mapping[tuple[str, str], Registration],
     errors: list[RegistryError],
-) -> dict:
+) -> dict[tuple[str, str], ComponentClass]:
     """Component class names -> architecture, merged like registrations; each must reach a registration."""
     candidates: list[ComponentClass] = []
     for arch in architectures:
         for claim in arch.component_classes:
             name = aliases.get(claim.task, claim.task)
             task = tasks.get(name)
-            where = {"file": claim.provenance.file, "line": claim.provenance.line}
+            file, line = claim.provenance.file, claim.provenance.line
             if task is None:
                 hint = _did_you_mean(claim.task, [t for t in tasks if tasks[t].group == "component"])
-                errors.append(UnknownTaskError(f"component_classes: unknown task {claim.task!r}", hint=hint, **where))
+                unknown = UnknownTaskError(
+                    f"component_classes: unknown task {claim.task!r}", hint=hint, file=file, line=line
+                )
+                errors.append(unknown)  # type: ignore[arg-type]  # (as for registrations above)
             elif task.group != "component" or name == "config":
                 errors.append(
                     RegistryError(
                         f"component_classes: {claim.task!r} is not a component built from its own files",
                         hint="component_classes lists tokenizer, feature-extractor, image-processor, processor "
                         "or video-processor class names",
-                        **where,
+                        file=file,
+                        line=line,
                     )
                 )
             else:
                 candidates.append(_replace(claim, task=name) if name != claim.task else claim)
-    merged = _merge_entries(candidates, "component class", errors)
+    merged: dict[tuple[str, str], ComponentClass] = _merge_entries(candidates, "component class", errors)
     for claim in merged.values():
         if (claim.task, claim.architecture) not in registrations:
             errors.append(
