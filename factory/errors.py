@@ -178,6 +178,15 @@ class TokenizerFileError(CheckpointError):
     """A tokenizer file is missing, malformed or unusable."""
 
 
+class PreprocessingError(FactoryError, ValueError):
+    """An image processor, feature extractor or processor was given input it cannot use: an image it cannot
+    read, audio at the wrong sampling rate, options that contradict each other."""
+
+
+class PreprocessorFileError(CheckpointError):
+    """A preprocessing file (preprocessor_config.json, processor_config.json, vocab.json) is missing or malformed."""
+
+
 class HubError(FactoryError):
     """A Hub download failed (offline, not found, unauthorised)."""
 

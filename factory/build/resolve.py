@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from factory.build import component_class
 from factory.errors import (
     CheckpointError,
     ConfigError,
@@ -175,15 +176,12 @@ def resolve(
         raise _not_found(table, name)
 
     dispatch = None
-    if directory is not None:
+    if directory is not None and kind_needed == "component":
+        arch, config, dispatch = _component_architecture(table, task, directory, steps)
+    elif directory is not None:
         config = read_config(directory / "config.json")
-        dispatch = table.dispatch(config, origin=str(directory / "config.json"))
+        dispatch = _dispatch(table, config, directory, steps)
         arch = dispatch.architecture
-        steps.append(Step("architecture", f"config.json {dispatch.via} -> {dispatch.model_type or arch!r}"))
-        for rule in dispatch.rules:
-            steps.append(
-                Step("dispatch rule", rule.describe() + (f" ({rule.reason})" if rule.reason else ""), _where(rule))
-            )
     else:
         config, arch = {}, name
     reg = table.resolve(task, arch)
@@ -294,6 +292,32 @@ def _local_checkpoint(name: str) -> Path | None:
     except (OSError, ValueError):  # ENAMETOOLONG, ELOOP, EACCES
         return None
     return None
+
+
+def _dispatch(table: Table, config: dict[str, Any], directory: Path, steps: list[Step]) -> Dispatch:
+    dispatch = table.dispatch(config, origin=str(directory / "config.json"))
+    found = dispatch.model_type or repr(dispatch.architecture)
+    steps.append(Step("architecture", f"config.json {dispatch.via} -> {found}"))
+    for rule in dispatch.rules:
+        reason = f" ({rule.reason})" if rule.reason else ""
+        steps.append(Step("dispatch rule", rule.describe() + reason, _where(rule)))
+    return dispatch
+
+
+def _component_architecture(
+    table: Table, task: str, directory: Path, steps: list[Step]
+) -> tuple[str, dict[str, Any], Dispatch | None]:
+    """A component's architecture: the class its own files name, else config.json's model_type."""
+    config_path = directory / "config.json"
+    config = read_config(config_path) if config_path.is_file() else None
+    decision = component_class.decide(table, task, directory, config)
+    steps.extend(Step(*step) for step in decision.steps)
+    if decision.architecture is not None:
+        return decision.architecture, config or {}, None
+    if config is None:
+        raise decision.no_config_error(task, directory)
+    dispatch = _dispatch(table, config, directory, steps)
+    return dispatch.architecture, config, dispatch
 
 
 def _is_hub_id(name: str) -> bool:

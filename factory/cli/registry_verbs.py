@@ -132,6 +132,7 @@ def show_architecture(table: Table, name: str) -> dict[str, Any]:
             }
             for r in arch.rules
         ],
+        "component_classes": component_class_rows(table, name),
         "registrations": [registration_row(r) for r in regs],
         "checkpoints": sorted(c.name for c in table.checkpoints.values() if c.architecture == name),
         "parallel": [plan_dict(p) for p in arch.parallel],
@@ -176,6 +177,33 @@ def print_plan(info: dict[str, Any], indent: str = "  ") -> None:
         print(f"{indent}  shadows the plan at {s}")
 
 
+def component_class_rows(table: Table, name: str) -> list[dict[str, Any]]:
+    """The component class names ``name``'s files declare, each with the entry in effect for it."""
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for claim in table.architecture(name).component_classes:
+        if claim.key in seen:
+            continue
+        seen.add(claim.key)
+        winner = table.component_classes.get(claim.key)
+        if winner is None:
+            continue
+        row: dict[str, Any] = {
+            "task": winner.task,
+            "class": winner.name,
+            "architecture": winner.architecture,
+            "defined_at": f"{display_path(winner.provenance.file)}:{winner.provenance.line}",
+            "layer": winner.layer,
+        }
+        if winner.shadows:
+            row["shadows"] = [
+                f"-> {s.architecture} ({display_path(s.provenance.file)}:{s.provenance.line}, {s.layer} layer)"
+                for s in winner.shadows
+            ]
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["task"], r["class"]))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     table = table_from(args)
     info = show_architecture(table, args.arch)
@@ -189,6 +217,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("dispatch rules:")
         for r in info["rules"]:
             print(f"  {r['rule']}  [{r['defined_at']}]" + (f"  ({r['reason']})" if r["reason"] else ""))
+    if info["component_classes"]:
+        print("component classes (a checkpoint file naming one is built by the architecture it points to):")
+        for c in info["component_classes"]:
+            elsewhere = "" if c["architecture"] == info["architecture"] else f" -> {c['architecture']} (taken over)"
+            print(f"  {c['task']:<28} {c['class']}{elsewhere}  [{c['defined_at']}]")
+            for s in c.get("shadows", ()):
+                print(f"  {'':<28} shadows {s}")
     print("registrations:")
     for r in info["registrations"]:
         builder = " (builder: transformers)" if r["builder"] == "transformers" else ""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from tokenizers.models import BPE, WordPiece
 
 from factory.components import tokenizer_classes as classes
 from factory.components.chat_template import compile_chat_template, plain_template_input
+from factory.components.files import write_text
 from factory.errors import (
     SaveError,
     TokenizerError,
@@ -817,7 +817,7 @@ class Tokenizer:
                 files[path] = template
         files[target / CONFIG_FILE] = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         for path, text in files.items():
-            _write_atomically(path, text)
+            write_text(path, text)
         return list(files)
 
     def __repr__(self) -> str:
@@ -1132,25 +1132,6 @@ def _no_tokenizer_files_hint(directory: Path) -> str:
     return "point at the checkpoint directory that holds the tokenizer, or save one with transformers' save_pretrained"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise SaveError(
-            f"cannot write the tokenizer file: {exc.strerror or exc}",
-            file=path,
-            hint="check the directory is writable and has free space",
-        ) from exc
-
-
 # ---------------------------------------------------------------- encoding help
 def _check_text(value: Any, name: str) -> bool:
     """True for a batch (list/tuple of str), False for one string; anything else is an error."""
@@ -1197,6 +1178,11 @@ def _as_tensor(key: str, value: list[Any]) -> Any:
             f"cannot make a tensor of {key!r}: the sequences have different lengths",
             hint="pass padding=True (and truncation=True for long texts) with return_tensors='pt'",
         ) from exc
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' clean_up_tokenization: no space before punctuation and English contractions."""
+    return _clean_up_tokenization(text)
 
 
 def _clean_up_tokenization(text: str) -> str:

@@ -175,6 +175,7 @@ class ArchitectureEntry:
     config: str | None = None
     tasks: dict[str, str] = field(default_factory=dict)
     components: dict[str, str] = field(default_factory=dict)
+    component_classes: dict[str, list[str]] = field(default_factory=dict)  # component -> class names it owns
     lint: dict[str, dict[str, str]] = field(default_factory=dict)  # "config" | task -> {code: reason}
     shares_targets_with: list[str] = field(default_factory=list)
     tp: dict[str, str] = field(default_factory=dict)  # transformers' tensor-parallel plan: path -> style
@@ -229,6 +230,11 @@ class _Resolver:
 
         self._module_name = model_type_to_module_name
         self.classes: dict[str, Any] = {}  # target -> class (None for placeholders)
+
+    def module_name(self, model_type: str) -> str:
+        """The package under ``transformers.models`` of ``model_type``."""
+        name: str = self._module_name(model_type)
+        return name
 
     def _package(self, model_type: str) -> Any:
         try:
@@ -427,6 +433,7 @@ def _read(transformers: Any, config_names: dict[str, str]) -> PackContents:
         if not arch.summary:
             arch.summary = f"{arch.name}: components only, no config of its own (from transformers)"
     _declare_shared_targets(archs)
+    _declare_component_classes(archs, resolver)
     return PackContents(transformers.__version__, dict(sorted(archs.items())), skipped)
 
 
@@ -482,6 +489,34 @@ def tp_plan(
     shards_heads = any(k.rsplit(".", 1)[-1] in KEY_PROJECTIONS and v == "colwise" for k, v in plan.items())
     divisible: list[str] = [k for k in ("num_attention_heads", "num_key_value_heads") if shards_heads and k in fields]
     return plan, divisible
+
+
+def _declare_component_classes(archs: dict[str, ArchitectureEntry], resolver: _Resolver) -> None:
+    """Which architecture a component class name in a checkpoint's own file dispatches to.
+
+    ``AutoImageProcessor`` and friends turn ``image_processor_type`` (``tokenizer_class``, ...) into a class by
+    name, wherever the class is defined; the pack writes that down as ``component_classes:``. A class belongs
+    to the model type of the package that defines it (``transformers.models.<package>``) among those that
+    register it, else to the first such model type in sorted order. Generic classes defined outside
+    ``transformers.models`` (``TokenizersBackend``) belong to no architecture: for them factory reads
+    config.json, as transformers does for the model type's class.
+    """
+    users: dict[tuple[str, str], list[str]] = {}
+    for arch in archs.values():
+        for component, target in arch.components.items():
+            users.setdefault((component, target), []).append(arch.name)
+    for (component, target), names in sorted(users.items()):
+        module, _, qualname = target.partition(":")
+        parts = module.split(".")
+        if len(parts) < 3 or parts[:2] != ["transformers", "models"] or "." in qualname:
+            continue
+        package = parts[2]
+        home = [n for n in sorted(names) if resolver.module_name(n) == package]
+        owner = (home or sorted(names))[0]
+        archs[owner].component_classes.setdefault(component, []).append(qualname)
+    for arch in archs.values():
+        for names in arch.component_classes.values():
+            names.sort()
 
 
 def auto_rows(table: dict[str, Any], config_names: dict[str, str]) -> dict[str, tuple[str, Any]]:
@@ -561,6 +596,11 @@ def render(arch: ArchitectureEntry, version: str) -> str:
         lines.append("components:")
         for component in sorted(arch.components):
             lines += _entry_text(component, arch.components[component], arch.lint.get(component), "  ")
+    if arch.component_classes:
+        lines.append("component_classes:")
+        for component in sorted(arch.component_classes):
+            names = ", ".join(arch.component_classes[component])
+            lines.append(f"  {component}: [{names}]")
     rules = DISPATCH_RULES.get(arch.name, [])
     if rules:
         lines.append("rules:")

@@ -27,6 +27,7 @@ from factory.errors import FactoryError
 from factory.registry.table import (
     Architecture,
     Checkpoint,
+    ComponentClass,
     Deprecation,
     DivisibleRule,
     FrozenDict,
@@ -43,7 +44,7 @@ from factory.registry.table import (
 )
 from factory.untrusted import read_bytes
 
-FORMAT = 3
+FORMAT = 4
 KEEP = 8
 #: A cache file of the ~1,000-architecture table is a few MiB.
 MAX_CACHE_BYTES = 256 << 20
@@ -187,7 +188,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (Provenance, Deprecation)):
         return [getattr(value, f.name) for f in fields(value)]
     if isinstance(
-        value, (Task, Registration, Rule, Architecture, Checkpoint, ParallelPlan, PlanEntry, DivisibleRule, FsdpUnit)
+        value,
+        (
+            Task,
+            Registration,
+            Rule,
+            Architecture,
+            Checkpoint,
+            ParallelPlan,
+            PlanEntry,
+            DivisibleRule,
+            FsdpUnit,
+            ComponentClass,
+        ),
     ):
         return [_plain(getattr(value, f.name)) for f in fields(value)]
     return value
@@ -206,6 +219,7 @@ def to_state(table: Table) -> dict[str, Any]:
         "architectures": [[name, _packed(a)] for name, a in table.architectures.items()],
         "registrations": [[task, arch, _packed(r)] for (task, arch), r in table.registrations.items()],
         "checkpoints": [[name, _packed(c)] for name, c in table.checkpoints.items()],
+        "component_classes": [[task, name, _packed(c)] for (task, name), c in table.component_classes.items()],
     }
 
 
@@ -260,8 +274,13 @@ def _plan(v: list[Any]) -> ParallelPlan:
     )
 
 
+def _component_class(v: list[Any]) -> ComponentClass:
+    task, name, arch, prov, layer, override, shadows = v
+    return ComponentClass(task, name, arch, _prov(prov), layer, override, tuple(_component_class(s) for s in shadows))
+
+
 def _arch(v: list[Any]) -> Architecture:
-    name, summary, files, rules, shares, lint, parallel = v
+    name, summary, files, rules, shares, lint, parallel, classes = v
     return Architecture(
         name,
         summary,
@@ -270,6 +289,7 @@ def _arch(v: list[Any]) -> Architecture:
         tuple(shares),
         _freeze(lint),
         tuple(_plan(p) for p in parallel),
+        tuple(_component_class(c) for c in classes),
     )
 
 
@@ -300,4 +320,8 @@ def from_state(state: dict[str, Any]) -> Table:
         {(task, arch): raw for task, arch, raw in state["registrations"]}, lambda raw: _reg(json.loads(raw))
     )
     ckpts = LazyDict(dict(state["checkpoints"]), lambda raw: _ckpt(json.loads(raw)))
-    return Table(tasks, archs, regs, ckpts, tuple(state["sources"]), digest=state["digest"])
+    classes = LazyDict(
+        {(task, name): raw for task, name, raw in state["component_classes"]},
+        lambda raw: _component_class(json.loads(raw)),
+    )
+    return Table(tasks, archs, regs, ckpts, tuple(state["sources"]), component_classes=classes, digest=state["digest"])

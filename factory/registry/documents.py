@@ -11,6 +11,7 @@ from factory.registry.sources import Source
 from factory.registry.table import (
     Architecture,
     Checkpoint,
+    ComponentClass,
     Deprecation,
     DivisibleRule,
     FsdpUnit,
@@ -100,6 +101,19 @@ def _architecture(data: dict[str, Any], prov: Callable[..., Provenance]) -> Arch
         )
         for i, rule in enumerate(data.get("rules", ()))
     )
+    layer = data.get("layer", "native")
+    classes = tuple(
+        ComponentClass(
+            task=task,
+            name=item if isinstance(item, str) else item["name"],
+            architecture=name,
+            provenance=prov("component_classes", task, i),
+            layer=layer,
+            override=None if isinstance(item, str) else item.get("override"),
+        )
+        for task, items in data.get("component_classes", {}).items()
+        for i, item in enumerate(items)
+    )
     return Architecture(
         name=name,
         summary=data.get("summary", ""),
@@ -108,6 +122,7 @@ def _architecture(data: dict[str, Any], prov: Callable[..., Provenance]) -> Arch
         shares_targets_with=tuple(data.get("shares_targets_with", ())),
         lint=_freeze(data.get("lint", {})),
         parallel=(_parallel(data, prov),) if "parallel" in data else (),
+        component_classes=classes,
     )
 
 

@@ -16,6 +16,7 @@ from factory.errors import (
     ConflictError,
     FactoryError,
     OverrideError,
+    RegistryError,
     UnknownArchitectureError,
     UnknownTaskError,
 )
@@ -23,6 +24,7 @@ from factory.registry.table import (
     SOURCE_ORDER,
     Architecture,
     Checkpoint,
+    ComponentClass,
     FrozenDict,
     Provenance,
     Registration,
@@ -151,6 +153,7 @@ def merge(
         if arch.parallel:  # one plan per builder: a second one conflicts unless it overrides from a later source
             plans = _merge_entries(list(arch.parallel), "parallel plan", errors)
             arch_map[name] = _replace(arch, parallel=tuple(plans[key] for key in sorted(plans)))
+    class_map = _merge_component_classes(architectures, task_map, alias_map, reg_map, errors)
     ckpt_map = _merge_entries(checkpoints, "checkpoint", errors)
     for ckpt in ckpt_map.values():
         if ckpt.architecture and ckpt.architecture not in arch_map:
@@ -164,7 +167,55 @@ def merge(
             )
     if errors:
         return None
-    return Table(task_map, arch_map, reg_map, ckpt_map, sources)
+    return Table(task_map, arch_map, reg_map, ckpt_map, sources, component_classes=class_map)
+
+
+def _merge_component_classes(
+    architectures: list[Architecture],
+    tasks: Mapping[str, Task],
+    aliases: Mapping[str, str],
+    registrations: Mapping[tuple[str, str], Registration],
+    errors: list[FactoryError],
+) -> dict[tuple[str, str], ComponentClass]:
+    """Component class names -> architecture, merged like registrations; each must reach a registration."""
+    candidates: list[ComponentClass] = []
+    for arch in architectures:
+        for claim in arch.component_classes:
+            name = aliases.get(claim.task, claim.task)
+            task = tasks.get(name)
+            file, line = claim.provenance.file, claim.provenance.line
+            if task is None:
+                hint = _did_you_mean(claim.task, [t for t in tasks if tasks[t].group == "component"])
+                unknown = UnknownTaskError(
+                    f"component_classes: unknown task {claim.task!r}", hint=hint, file=file, line=line
+                )
+                errors.append(unknown)
+            elif task.group != "component" or name == "config":
+                errors.append(
+                    RegistryError(
+                        f"component_classes: {claim.task!r} is not a component built from its own files",
+                        hint="component_classes lists tokenizer, feature-extractor, image-processor, processor "
+                        "or video-processor class names",
+                        file=file,
+                        line=line,
+                    )
+                )
+            else:
+                candidates.append(_replace(claim, task=name) if name != claim.task else claim)
+    merged: dict[tuple[str, str], ComponentClass] = _merge_entries(candidates, "component class", errors)
+    for claim in merged.values():
+        if (claim.task, claim.architecture) not in registrations:
+            errors.append(
+                RegistryError(
+                    f"component class {claim.name} is declared for architecture {claim.architecture!r}, "
+                    f"which registers no {claim.task}",
+                    file=claim.provenance.file,
+                    line=claim.provenance.line,
+                    hint=f"register a {claim.task} for {claim.architecture!r} (components:), or declare the class "
+                    "in the architecture that serves it",
+                )
+            )
+    return merged
 
 
 def combine_architectures(prior: Architecture, arch: Architecture) -> Architecture:
@@ -177,6 +228,7 @@ def combine_architectures(prior: Architecture, arch: Architecture) -> Architectu
         shares_targets_with=tuple(sorted({*prior.shares_targets_with, *arch.shares_targets_with})),
         lint=FrozenDict({**arch.lint, **prior.lint}),
         parallel=prior.parallel + arch.parallel,
+        component_classes=prior.component_classes + arch.component_classes,
     )
 
 

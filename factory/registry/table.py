@@ -297,6 +297,36 @@ class ParallelPlan:
 
 
 @dataclass(frozen=True)
+class ComponentClass:
+    """A component class name a checkpoint's own file gives (``image_processor_type``, ``tokenizer_class``, ...)
+    declared by ``architecture``: a component of that class is built by the architecture's registration."""
+
+    task: str  # tokenizer | feature-extractor | image-processor | processor | video-processor
+    name: str  # as a file writes it, without a trailing Fast / Pil: "ViTImageProcessor"
+    architecture: str
+    provenance: Provenance
+    layer: str = "native"
+    override: str | None = None
+    shadows: tuple[ComponentClass, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.task, self.name)
+
+    def describe(self) -> str:
+        return f"{self.task} class {self.name} -> {self.architecture}"
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "name": self.name,
+            "architecture": self.architecture,
+            "layer": self.layer,
+            "override": self.override,
+        }
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     summary: str
@@ -305,6 +335,7 @@ class Architecture:
     shares_targets_with: tuple[str, ...] = ()
     lint: FrozenDict[str, str] = field(default_factory=FrozenDict)
     parallel: tuple[ParallelPlan, ...] = ()  # at most one per builder
+    component_classes: tuple[ComponentClass, ...] = ()  # as its files declare them (the table keeps the winners)
 
     def parallel_for(self, builder: str) -> ParallelPlan | None:
         """The parallel plan that applies to registrations built by ``builder``."""
@@ -404,12 +435,22 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
 class Table:
     """The immutable dispatch table. Build one with :func:`factory.load_registry`."""
 
-    __slots__ = ("aliases", "architectures", "checkpoints", "digest", "registrations", "sources", "tasks")
+    __slots__ = (
+        "aliases",
+        "architectures",
+        "checkpoints",
+        "component_classes",
+        "digest",
+        "registrations",
+        "sources",
+        "tasks",
+    )
     tasks: FrozenDict[str, Task]
     aliases: FrozenDict[str, str]
     architectures: FrozenDict[str, Architecture]
     registrations: FrozenDict[tuple[str, str], Registration]
     checkpoints: FrozenDict[str, Checkpoint]
+    component_classes: FrozenDict[tuple[str, str], ComponentClass]
     sources: tuple[str, ...]
     digest: str
 
@@ -421,6 +462,7 @@ class Table:
         checkpoints: Mapping[str, Checkpoint],
         sources: tuple[str, ...] = (),
         *,
+        component_classes: Mapping[tuple[str, str], ComponentClass] | None = None,
         digest: str | None = None,
     ) -> None:
         aliases = {alias: task.name for task in tasks.values() for alias in task.aliases}
@@ -430,6 +472,7 @@ class Table:
         set_(self, "architectures", _sorted_frozen(architectures))
         set_(self, "registrations", _sorted_frozen(registrations))
         set_(self, "checkpoints", _sorted_frozen(checkpoints))
+        set_(self, "component_classes", _sorted_frozen(component_classes or {}))
         set_(self, "sources", tuple(sources))
         set_(self, "digest", digest or self._compute_digest())
 
@@ -441,13 +484,14 @@ class Table:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
-            Table,
+            _rebuild_table,
             (
                 dict(self.tasks),
                 dict(self.architectures),
                 dict(self.registrations),
                 dict(self.checkpoints),
                 self.sources,
+                dict(self.component_classes),
             ),
         )
 
@@ -479,6 +523,8 @@ class Table:
             "shadowed_parallel": [
                 s.content() for a in self.architectures.values() for p in a.parallel for s in p.shadows
             ],
+            "component_classes": [c.content() for c in self.component_classes.values()],
+            "shadowed_component_classes": [s.content() for c in self.component_classes.values() for s in c.shadows],
         }
 
     def _compute_digest(self) -> str:
@@ -555,6 +601,10 @@ class Table:
     def checkpoint(self, name: str) -> Checkpoint | None:
         return self.checkpoints.get(name)
 
+    def component_class(self, task: str, name: str) -> ComponentClass | None:
+        """The declaration of component class ``name`` (as a checkpoint file writes it) for ``task``."""
+        return self.component_classes.get((self.canonical_task(task), name))
+
     def dispatch(self, config: Mapping[str, Any], *, origin: str | None = None) -> Dispatch:
         """Map a ``config.json`` dict to an architecture, applying declarative rules."""
         model_type = config.get("model_type")
@@ -618,3 +668,15 @@ class Table:
             file=origin,
             hint='add "model_type" to config.json',
         )
+
+
+def _rebuild_table(
+    tasks: dict[str, Task],
+    architectures: dict[str, Architecture],
+    registrations: dict[tuple[str, str], Registration],
+    checkpoints: dict[str, Checkpoint],
+    sources: tuple[str, ...],
+    component_classes: dict[tuple[str, str], ComponentClass],
+) -> Table:
+    """Unpickling a :class:`Table` (the component classes are a keyword argument of the constructor)."""
+    return Table(tasks, architectures, registrations, checkpoints, sources, component_classes=component_classes)

@@ -39,11 +39,21 @@ from factory.paths import display_path
 from factory.registry import sources as registry_sources
 from factory.registry.loader import load_sources
 from factory.registry.sources import Source
-from factory.registry.table import Checkpoint, ParallelPlan, Provenance, Registration, Rule, Table
+from factory.registry.table import Checkpoint, ComponentClass, ParallelPlan, Provenance, Registration, Rule, Table
 from factory.registry.yamlio import Document
 from factory.review.selection import has_task_table
 
-SECTIONS = ("task", "alias", "architecture", "registration", "override", "rule", "parallel", "checkpoint")
+SECTIONS = (
+    "task",
+    "alias",
+    "architecture",
+    "registration",
+    "override",
+    "rule",
+    "parallel",
+    "component_class",
+    "checkpoint",
+)
 SECTION_TITLES = {
     "task": "Tasks",
     "alias": "Task aliases",
@@ -52,6 +62,7 @@ SECTION_TITLES = {
     "override": "Overrides",
     "rule": "Dispatch rules",
     "parallel": "Parallel plans",
+    "component_class": "Component classes",
     "checkpoint": "Named checkpoints",
 }
 BUILTIN_MODES = ("auto", "side", "installed")
@@ -145,8 +156,15 @@ def _target(reg: Registration) -> str:
 def _shadow_lines(entry: Any) -> tuple[str, ...]:
     out = []
     for s in entry.shadows:
-        what = _target(s) if isinstance(s, Registration) else _ckpt_source(s) if isinstance(s, Checkpoint) else s.name
-        layer = f", {s.layer} layer" if isinstance(s, Registration) and s.layer != "native" else ""
+        if isinstance(s, Registration):
+            what = _target(s)
+        elif isinstance(s, Checkpoint):
+            what = _ckpt_source(s)
+        elif isinstance(s, ComponentClass):
+            what = f"-> {s.architecture}"
+        else:
+            what = s.name
+        layer = f", {s.layer} layer" if isinstance(s, (Registration, ComponentClass)) and s.layer != "native" else ""
         out.append(f"shadows {what} ({_at(s.provenance)}, {s.provenance.source}{layer})")
     return tuple(out)
 
@@ -168,6 +186,7 @@ def diff_tables(
     changes += _diff_registrations(old, new)
     changes += _diff_rules(old, new)
     changes += _diff_parallel(old, new)
+    changes += _diff_component_classes(old, new)
     changes += _diff_checkpoints(old, new)
     order = {s: i for i, s in enumerate(SECTIONS)}
     changes.sort(key=lambda c: order[c.section])  # stable: keeps key order within a section
@@ -549,6 +568,73 @@ def _keyed_changes(
             old=a.content() if a is not None else None,
             new=b.content() if b is not None else None,
         )
+
+
+def _class_json(c: ComponentClass) -> dict[str, Any]:
+    out = c.content()
+    out["shadows"] = [s.content() for s in c.shadows]
+    return out
+
+
+def _diff_component_classes(old: Table, new: Table) -> Iterable[Change]:
+    """Component class names (``image_processor_type``, ...) that dispatch elsewhere, appear or vanish."""
+    for key in sorted({*old.component_classes, *new.component_classes}):
+        a, b = old.component_classes.get(key), new.component_classes.get(key)
+        label = f"{key[0]} / {key[1]}"
+        if a is None:
+            assert b is not None
+            override = f" (override: {b.override})" if b.override else ""
+            yield Change(
+                "component_class",
+                "added",
+                label,
+                f"{b.describe()}{override}",
+                True,
+                new_at=_at(b.provenance),
+                new=_class_json(b),
+                details=_shadow_lines(b),
+            )
+        elif b is None:
+            yield Change(
+                "component_class",
+                "removed",
+                label,
+                f"{label} removed (was -> {a.architecture})",
+                True,
+                old_at=_at(a.provenance),
+                old=_class_json(a),
+            )
+        elif _class_json(a) != _class_json(b):
+            where: dict[str, Any] = {
+                "old_at": _at(a.provenance),
+                "new_at": _at(b.provenance),
+                "old": _class_json(a),
+                "new": _class_json(b),
+            }
+            if a.architecture != b.architecture:
+                yield Change(
+                    "component_class",
+                    "moved",
+                    label,
+                    f"{label}: {a.architecture} -> {b.architecture}",
+                    True,
+                    details=_shadow_lines(b),
+                    **where,
+                )
+            else:
+                ca, cb = a.content(), b.content()
+                what = [f"{k}: {_short(ca[k])} -> {_short(cb[k])}" for k in ca if ca[k] != cb[k]]
+                if [s.content() for s in a.shadows] != [s.content() for s in b.shadows]:
+                    what.append("what it shadows changed (architecture unchanged)")
+                yield Change(
+                    "component_class",
+                    "changed",
+                    label,
+                    f"{label}: " + "; ".join(what),
+                    False,
+                    details=_shadow_lines(b),
+                    **where,
+                )
 
 
 def _reason(rule: Rule) -> tuple[str, ...]:

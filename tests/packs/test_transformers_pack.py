@@ -142,6 +142,9 @@ def pack_registration(table: Any, task: str, model_type: str) -> Any:
 
 def same_class(target: str, cls: Any) -> bool:
     module_name, _, qualname = target.partition(":")
+    if getattr(cls, "__name__", None) == f"{qualname}Pil":
+        # Pillow installed, torchvision not: transformers hands out the Pillow twin, as the builder does
+        return cls.__module__.rpartition(".")[0] == module_name.rpartition(".")[0]
     if isinstance(cls, DummyObject):  # an optional backend is missing here: compare where it is defined
         return (
             qualname == cls.__name__
@@ -308,19 +311,19 @@ def test_generation_without_transformers_says_what_to_install(monkeypatch):
 
 # --- layering and switching the pack off ------------------------------------------------
 def test_native_registration_wins_over_the_pack(tmp_path):
-    native = tmp_path / "roberta.yaml"
+    native = tmp_path / "electra.yaml"
     native.write_text(
-        "schema_version: 1\nkind: architecture\narchitecture: roberta\nsummary: a native roberta\n"
-        "tasks:\n  model: my_native_pkg.roberta:RobertaModel\n",
+        "schema_version: 1\nkind: architecture\narchitecture: electra\nsummary: a native electra\n"
+        "tasks:\n  model: my_native_pkg.electra:ElectraModel\n",
         encoding="utf-8",
     )
     table = factory.load_registry([native])
-    reg = table.resolve("model", "roberta")
-    assert reg.target == "my_native_pkg.roberta:RobertaModel" and reg.layer == "native"
-    assert [s.target for s in reg.shadows] == ["transformers.models.roberta.modeling_roberta:RobertaModel"]
-    assert table.resolve("masked-lm", "roberta").layer == "pack"  # the rest of the pack still serves
-    chain = factory.explain("model", "roberta", registry=table)
-    assert any(step["step"] == "shadows" and "modeling_roberta:RobertaModel" in step["result"] for step in chain)
+    reg = table.resolve("model", "electra")
+    assert reg.target == "my_native_pkg.electra:ElectraModel" and reg.layer == "native"
+    assert [s.target for s in reg.shadows] == ["transformers.models.electra.modeling_electra:ElectraModel"]
+    assert table.resolve("masked-lm", "electra").layer == "pack"  # the rest of the pack still serves
+    chain = factory.explain("model", "electra", registry=table)
+    assert any(step["step"] == "shadows" and "modeling_electra:ElectraModel" in step["result"] for step in chain)
 
 
 def test_native_tokenizer_preferred_where_registered(table):
@@ -336,7 +339,7 @@ def test_pack_can_be_turned_off(how, monkeypatch):
         table = factory.load_registry()
     else:
         table = factory.load_registry(packs=False)
-    assert "roberta" not in table.architectures
+    assert "electra" not in table.architectures
     assert all(r.layer != "pack" and not r.shadows for r in table.registrations.values())
     assert not any(f.file.startswith(str(PACK_DIR)) for a in table.architectures.values() for f in a.files)
 
@@ -383,3 +386,57 @@ def test_video_processor_names_are_checked_against_the_live_table(monkeypatch):
     with pytest.raises(pack.PackError, match="video processor table") as err:
         pack.video_processor_names()
     assert "update factory/pack.py" in err.value.hint
+
+
+# --- component classes: the class names checkpoint files give ------------------------
+def by_name(task: str, name: str) -> Any:
+    """The class transformers' Auto class takes for a class name a checkpoint file gives."""
+    if task == "image-processor":
+        return image_processing_auto.get_image_processor_class_from_name(name)
+    if task == "feature-extractor":
+        return feature_extraction_auto.feature_extractor_class_from_name(name)
+    if task == "processor":
+        return processing_auto.processor_class_from_name(name)
+    if task == "tokenizer":
+        return tokenization_auto.tokenizer_class_from_name(name)
+    from transformers.models.auto import video_processing_auto
+
+    return video_processing_auto.video_processor_class_from_name(name)
+
+
+def test_every_pack_component_class_builds_what_transformers_resolves_by_name(table):
+    """A file naming class X: the pack entry the declaration leads to is X (or, for image processors without
+    torchvision, transformers' Pillow twin of it)."""
+    checked = 0
+    for (task, name), claim in table.component_classes.items():
+        pack_claim = claim if claim.layer == "pack" else next((s for s in claim.shadows if s.layer == "pack"), None)
+        if pack_claim is None:
+            continue
+        reg = pack_registration(table, task, pack_claim.architecture)
+        assert reg is not None, (
+            f"{task} class {name} -> {pack_claim.architecture}, which registers no {task} in the pack"
+        )
+        assert reg.attribute == name, f"{task} class {name} -> {pack_claim.architecture}, whose {task} is {reg.target}"
+        cls = by_name(task, name)
+        if cls is not None and not isinstance(cls, DummyObject) and getattr(cls, "is_dummy", False) is False:
+            assert same_class(reg.target, cls), f"{task} class {name}: pack {reg.target}, transformers {cls}"
+        checked += 1
+    assert checked > 400
+
+
+def test_component_classes_belong_to_their_defining_model_type(contents):
+    from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+    owners: dict[tuple[str, str], str] = {}
+    for arch in contents.architectures.values():
+        for component, names in arch.component_classes.items():
+            assert names == sorted(names)
+            for name in names:
+                assert (component, name) not in owners, (component, name, owners.get((component, name)), arch.name)
+                owners[(component, name)] = arch.name
+                package = arch.components[component].split(".")[2]
+                if name != "LlamaTokenizer":  # registered only by idefics in transformers 5.23
+                    assert model_type_to_module_name(arch.name) == package, (component, name, arch.name)
+    generic = {target for a in contents.architectures.values() for target in a.components.values()}
+    assert not any(name == "TokenizersBackend" for _, name in owners)  # generic classes belong to no architecture
+    assert any(t.endswith(":TokenizersBackend") for t in generic)
