@@ -14,6 +14,11 @@ read and written under both names.
 
 Every config carries transformers' fine-tuning fields: ``id2label``,
 ``label2id``, ``problem_type`` and the derived ``num_labels`` (see :class:`Config`).
+
+A config made of others (CLIP's ``text_config`` and ``vision_config``) names them in
+``sub_configs``: ``{key: Config subclass}``. The key's value (a dict from ``config.json``,
+an instance, or nothing for the defaults) becomes an instance of that class, and
+``to_dict`` writes it back as a dict.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Config:
 
     model_type: ClassVar[str] = ""
     attribute_map: ClassVar[Mapping[str, str]] = {}
+    #: ``{key: Config subclass}``: values that are configs of their own (see the module docstring).
+    sub_configs: ClassVar[Mapping[str, type[Config]]] = {}
 
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
@@ -57,6 +64,8 @@ class Config:
 
     def __init__(self, **kwargs: Any) -> None:
         num_labels = kwargs.pop("num_labels", None)
+        for key, sub_class in self.sub_configs.items():
+            kwargs[key] = self._sub_config(key, sub_class, kwargs.get(key))
         for key, value in kwargs.items():
             setattr(self, key, value)
         if self.id2label is None:
@@ -99,6 +108,18 @@ class Config:
                 hint="use num_labels=2 for binary classification, or problem_type 'regression'",
             )
 
+    def _sub_config(self, key: str, sub_class: type[Config], value: Any) -> Config:
+        if isinstance(value, sub_class):
+            return value
+        if value is None:
+            return sub_class()
+        if isinstance(value, Mapping):
+            return sub_class.from_dict(value)
+        raise ConfigError(
+            f"{type(self).__name__}: {key} must be an object of {sub_class.__name__} values, found {value!r}",
+            hint=f"write {key} in config.json as a JSON object (or leave it out for the defaults)",
+        )
+
     def _int_keys(self, id2label: Mapping[Any, str]) -> dict[int, str]:
         try:
             return {int(key): label for key, label in dict(id2label).items()}
@@ -124,7 +145,7 @@ class Config:
         out: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
             for key, value in vars(klass).items():
-                if key.startswith("_") or key in ("model_type", "attribute_map"):
+                if key.startswith("_") or key in ("model_type", "attribute_map", "sub_configs"):
                     continue
                 if callable(value) or isinstance(value, (classmethod, staticmethod, property)):
                     continue
@@ -152,6 +173,8 @@ class Config:
         """Defaults merged with instance values, plus ``model_type``; JSON-ready."""
         out = {k: copy.deepcopy(v) for k, v in self.defaults().items()}
         out.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in RUNTIME_KEYS}))
+        for key in self.sub_configs:
+            out[key] = getattr(self, key).to_dict()
         if self.model_type:
             out["model_type"] = self.model_type
         return out

@@ -82,6 +82,7 @@ from factory.models.configuration import Config
 from factory.models.generation import GenerationMixin
 from factory.models.outputs import (
     CausalLMOutput,
+    ImageClassifierOutput,
     MaskedLMOutput,
     ModelOutput,
     MultipleChoiceOutput,
@@ -258,6 +259,8 @@ class TaskModel(nn.Module):
     #: Builds the trunk: ``trunk_class(config, **trunk_options)``.
     trunk_class: ClassVar[Callable[..., Trunk]]
     trunk_options: ClassVar[Mapping[str, Any]] = {}
+    #: The config key the trunk is built from when it is not the whole config (CLIP's ``vision_config``).
+    trunk_config: ClassVar[str | None] = None
     #: ``{checkpoint name: builder(config)}``: the head layers, applied in this order.
     head_layers: ClassVar[Mapping[str, LayerBuilder]] = {}
     #: What the head layers read from the trunk's output.
@@ -268,6 +271,10 @@ class TaskModel(nn.Module):
     label_names: ClassVar[tuple[str, ...]] = ("labels",)
     #: Keyword arguments of ``forward`` the head reads (in :meth:`predict`) and the trunk does not get.
     head_inputs: ClassVar[tuple[str, ...]] = ()
+    #: Inputs the trunk gets that :meth:`loss` reads too (by keyword); a label named here reaches the trunk as well.
+    loss_inputs: ClassVar[tuple[str, ...]] = ()
+    #: The input ``forward`` takes positionally: ``input_ids``, ``pixel_values``, ``input_values``...
+    main_input_name: ClassVar[str] = "input_ids"
     #: ``{dest: source}`` parameter names that are one tensor when ``config.tie_word_embeddings``.
     tied: ClassVar[Mapping[str, str]] = {}
 
@@ -275,7 +282,8 @@ class TaskModel(nn.Module):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)  # the family's base class: stores and checks the config
-        setattr(self, self.base_model_prefix, self.trunk_class(config, **self.trunk_options))
+        trunk_config = config if self.trunk_config is None else getattr(config, self.trunk_config)
+        setattr(self, self.base_model_prefix, self.trunk_class(trunk_config, **self.trunk_options))
         for name, build in self.head_layers.items():
             setattr(self, name, build(config))
         self.tie_weights()
@@ -299,15 +307,25 @@ class TaskModel(nn.Module):
             module_name, _, attr = dest.rpartition(".")
             setattr(self.get_submodule(module_name), attr, self.get_parameter(source))
 
-    def forward(self, input_ids: torch.Tensor | None = None, **inputs: Any) -> Any:
-        """The trunk's inputs (by keyword after ``input_ids``), the labels and the head's own inputs."""
-        inputs["input_ids"] = input_ids
-        labels = {name: inputs.pop(name, None) for name in self.label_names}
+    def forward(self, main_input: torch.Tensor | None = None, /, **inputs: Any) -> Any:
+        """The trunk's ``main_input_name`` (positional or by keyword), its other inputs by keyword, the labels
+        and the head's own inputs."""
+        if main_input is not None:
+            inputs[self.main_input_name] = main_input
+        labels = {
+            name: inputs.get(name) if name in self.loss_inputs else inputs.pop(name, None) for name in self.label_names
+        }
         out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
         predictions = self.predict(out, inputs)
-        loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
+        losses: dict[str, Any] = {"loss": None}
+        if any(v is not None for v in labels.values()):
+            extra = {name: inputs.get(name) for name in self.loss_inputs if name not in labels}
+            loss = self.loss(**predictions, **labels, **extra)
+            losses = dict(loss) if isinstance(loss, Mapping) else {"loss": loss}
         carried = {f.name: getattr(out, f.name) for f in fields(self.output_class) if hasattr(out, f.name)}
-        return self.output_class(**{**carried, "loss": loss, **predictions})
+        if not inputs.get("output_hidden_states"):
+            carried.pop("hidden_states", None)  # a head that reads every layer asked the trunk for them itself
+        return self.output_class(**{**carried, **losses, **predictions})
 
     def run_trunk(self, inputs: dict[str, Any]) -> Any:
         return self.trunk(**inputs)
@@ -322,8 +340,10 @@ class TaskModel(nn.Module):
         """The output fields besides ``loss``: ``logits`` of the head layers on ``pool``."""
         return {"logits": self.run_head(self.pool(out, inputs))}
 
-    def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor | None:
-        """Called with :meth:`predict`'s fields and the ``label_names`` by keyword, when a label is given.
+    def loss(self, *args: Any, **kwargs: Any) -> Any:
+        """Called with :meth:`predict`'s fields, the ``label_names`` and the ``loss_inputs`` by keyword, when a
+        label is given: the ``loss`` tensor, or a dict of output fields with ``loss`` among them (a loss made
+        of parts that are outputs too).
 
         The default is :func:`cross_entropy_loss` of ``logits`` and ``labels``.
         """
@@ -436,3 +456,139 @@ class MultipleChoice(TaskModel):
                 f"(inputs_embeds: plus hidden), found {found}"
             )
         return int(reference.shape[1])
+
+
+# --- vision heads ------------------------------------------------------------------------
+def mean_tokens(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The mean of the last hidden state over every position (SigLIP's image classifier)."""
+    hidden: torch.Tensor = out.last_hidden_state
+    return hidden.mean(dim=1)
+
+
+class ImageClassification(SequenceClassification):
+    """One prediction per image (``pixel_values`` in); regression, single- or multi-label loss by ``problem_type``."""
+
+    output_class = ImageClassifierOutput
+    main_input_name = "pixel_values"
+
+
+# --- audio heads ---------------------------------------------------------------------------
+class AudioTrunk(Trunk, Protocol):
+    """What the audio heads need of a trunk besides :class:`Trunk`: how many frames a padded input keeps."""
+
+    def frame_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor: ...
+
+    def frame_mask(self, frames: int, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+
+def weighted_layers(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The last hidden state, or with ``config.use_weighted_layer_sum`` the softmax(``layer_weights``)-weighted
+    sum of every layer's hidden states (the embeddings' included)."""
+    if not getattr(model.config, "use_weighted_layer_sum", False):
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+    weights = cast(torch.Tensor, model.get_parameter("layer_weights")).softmax(dim=-1)
+    return (torch.stack(out.hidden_states, dim=1) * weights.view(-1, 1, 1)).sum(dim=1)
+
+
+def ctc_loss(logits: torch.Tensor, labels: torch.Tensor, frame_lengths: torch.Tensor, config: Any) -> torch.Tensor:
+    """transformers' CTC loss: targets are the labels that are neither -100 nor the blank ``pad_token_id``;
+    ``config.ctc_loss_reduction`` and ``ctc_zero_infinity`` as given."""
+    if int(labels.max()) >= config.vocab_size:
+        raise ModelInputError(
+            f"CTC labels must be below vocab_size ({config.vocab_size}), found {int(labels.max())}",
+            hint="encode the transcripts with this checkpoint's tokenizer; pad them with -100",
+        )
+    blank = config.pad_token_id
+    labels = labels.to(logits.device)
+    keep = (labels != -100) & (labels != blank)
+    log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+    with torch.backends.cudnn.flags(enabled=False):
+        return F.ctc_loss(
+            log_probs,
+            labels.masked_select(keep),
+            frame_lengths,
+            keep.sum(-1),
+            blank=blank,
+            reduction=config.ctc_loss_reduction,
+            zero_infinity=config.ctc_zero_infinity,
+        )
+
+
+class AudioTaskModel(TaskModel):
+    """Base of the audio heads: :func:`weighted_layers` pooling, with ``layer_weights`` (``num_hidden_layers + 1``)
+    when ``config.use_weighted_layer_sum`` (the trunk is then asked for every layer's hidden states)."""
+
+    pool = weighted_layers
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        if getattr(config, "use_weighted_layer_sum", False):
+            layers = config.num_hidden_layers + 1
+            self.layer_weights = nn.Parameter(torch.ones(layers) / layers)
+
+    @property
+    def audio_trunk(self) -> AudioTrunk:
+        return cast(AudioTrunk, self.trunk)
+
+    def run_trunk(self, inputs: dict[str, Any]) -> Any:
+        if getattr(self.config, "use_weighted_layer_sum", False):
+            inputs = {**inputs, "output_hidden_states": True}
+        return super().run_trunk(inputs)
+
+
+class CTC(TaskModel):
+    """Per-frame vocabulary logits (``lm_head``); ``labels [batch, target]`` padded with -100 give the CTC loss
+    (:func:`ctc_loss`) over each row's frames: ``trunk.frame_lengths`` of the ``attention_mask`` sums, or all."""
+
+    output_class = CausalLMOutput
+    loss_inputs = ("attention_mask",)
+    head_layers = {"dropout": dropout("final_dropout"), "lm_head": linear("vocab_size")}
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, frames = logits.shape[:2]
+        if attention_mask is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+        else:
+            lengths = cast(AudioTrunk, self.trunk).frame_lengths(attention_mask.sum(-1)).to(torch.long)
+        return ctc_loss(logits, labels, lengths, self.config)
+
+
+def _projector(config: Any) -> nn.Module:
+    return nn.Linear(config.hidden_size, config.classifier_proj_size)
+
+
+def _projected_classifier(config: Any) -> nn.Module:
+    return nn.Linear(config.classifier_proj_size, config.num_labels)
+
+
+class AudioClassification(AudioTaskModel):
+    """One label per utterance: ``projector``, the mean over each row's valid frames (``trunk.frame_mask`` of the
+    ``attention_mask``), ``classifier``; cross-entropy loss."""
+
+    output_class = SequenceClassifierOutput
+    head_layers = {"projector": _projector, "classifier": _projected_classifier}
+    projector: nn.Linear
+    classifier: nn.Linear
+
+    def predict(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        hidden = self.projector(self.pool(out, inputs))
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            valid = self.audio_trunk.frame_mask(hidden.shape[1], attention_mask)
+            pooled = hidden.masked_fill(~valid[..., None], 0.0).sum(dim=1) / valid.sum(dim=1, keepdim=True)
+        return {"logits": self.classifier(pooled)}
+
+
+class AudioFrameClassification(AudioTaskModel):
+    """A label per frame (speaker diarization): ``classifier`` on every frame; ``labels [batch, frames, num_labels]``
+    (one-hot) give the cross-entropy against their argmax, as transformers computes it."""
+
+    output_class = TokenClassifierOutput
+    head_layers = {"classifier": linear("num_labels")}
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_labels = logits.shape[-1]
+        return F.cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1, num_labels).argmax(dim=1))
