@@ -143,11 +143,14 @@ def image_positions(
 class SelfAttention(nn.Module):
     """Multi-head self-attention: ``q_proj``, ``k_proj``, ``v_proj`` and the output projection ``out_proj``.
 
-    A subclass renames the output projection with ``output_name`` (ViT's ``o_proj``). The projections are
-    ``num_heads * head_dim`` wide; ``head_dim`` defaults to ``hidden_size // num_heads``, which must then divide.
+    A subclass renames the projections with ``projection_names`` and ``output_name`` (ViT: ``query``, ``key``,
+    ``value`` and no output projection here, ``None``, as its checkpoints keep it in another module). The
+    projections are ``num_heads * head_dim`` wide; ``head_dim`` defaults to ``hidden_size // num_heads``, which
+    must then divide.
     """
 
-    output_name: ClassVar[str] = "out_proj"
+    projection_names: ClassVar[tuple[str, str, str]] = ("q_proj", "k_proj", "v_proj")
+    output_name: ClassVar[str | None] = "out_proj"
 
     def __init__(
         self,
@@ -173,29 +176,33 @@ class SelfAttention(nn.Module):
         self.scale = head_dim**-0.5
         self.dropout = dropout
         inner = num_heads * head_dim
-        self.q_proj = nn.Linear(hidden_size, inner, bias=qkv_bias)
-        self.k_proj = nn.Linear(hidden_size, inner, bias=qkv_bias)
-        self.v_proj = nn.Linear(hidden_size, inner, bias=qkv_bias)
-        setattr(self, self.output_name, nn.Linear(inner, hidden_size))
+        for name in self.projection_names:
+            setattr(self, name, nn.Linear(hidden_size, inner, bias=qkv_bias))
+        if self.output_name is not None:
+            setattr(self, self.output_name, nn.Linear(inner, hidden_size))
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, seq, heads * head_dim]`` -> ``[batch, heads, seq, head_dim]``."""
         return x.view(*x.shape[:2], self.num_heads, self.head_dim).transpose(1, 2)
 
+    def qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The query, key and value projections, split into heads."""
+        q, k, v = (self.heads(self._modules[name](hidden_states)) for name in self.projection_names)  # type: ignore[misc]
+        return q, k, v
+
     def forward(
         self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q, k, v = (self.heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
         out, probs = attend(
-            q,
-            k,
-            v,
+            *self.qkv(hidden_states),
             mask,
             scale=self.scale,
             dropout=self.dropout if self.training else 0.0,
             output_attentions=output_attentions,
         )
         merged = out.transpose(1, 2).reshape(*hidden_states.shape[:2], -1)
+        if self.output_name is None:
+            return merged, probs
         projected: torch.Tensor = self._modules[self.output_name](merged)  # type: ignore[misc]
         return projected, probs
 

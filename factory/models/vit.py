@@ -1,9 +1,9 @@
 """ViT (Dosovitskiy et al., 2020) in plain torch: patches, a class token, learned positions, a pre-norm encoder.
 
-Parameter names are those of transformers 5 (``vit.layers.0.attention.q_proj``...), which its
-``save_pretrained`` writes; checkpoints in the older layout most Hub repos carry
-(``vit.encoder.layer.0.attention.attention.query``...) are read through ``_checkpoint_conversion_mapping``,
-as transformers' own conversion does.
+Parameter names are the checkpoint keys (``vit.encoder.layer.0.attention.attention.query``...): those of the
+Hub checkpoints, which transformers 5's ``save_pretrained`` still writes although its modules are named
+otherwise in memory (``vit.layers.0.attention.q_proj``...); a state dict saved under those names is read
+through ``_checkpoint_conversion_mapping``.
 
 ``interpolate_pos_encoding=True`` resizes the position table (bicubic) for images of another size; without
 it the image must have the configured size.
@@ -27,7 +27,6 @@ from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
 from factory.models.layers import (
-    MLP,
     SelfAttention,
     activation,
     check_pixel_values,
@@ -132,36 +131,80 @@ class ViTEmbeddings(nn.Module):
         return out
 
 
-class ViTAttention(SelfAttention):
-    """Self-attention with ViT's output projection name, ``o_proj``."""
+class ViTSelfAttention(SelfAttention):
+    """The attention itself: ``query``, ``key``, ``value`` (biased unless ``qkv_bias`` is false)."""
 
-    output_name = "o_proj"
+    projection_names = ("query", "key", "value")
+    output_name = None
 
 
-class ViTLayer(nn.Module):
-    """Pre-norm layer: ``x + attention(layernorm_before(x))``, then ``x + mlp(layernorm_after(x))``."""
+class ViTSelfOutput(nn.Module):
+    """The attention's output projection (``dense``) and dropout; the residual is added by the layer."""
 
+    def __init__(self, config: ViTConfig, in_features: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.dropout(self.dense(x))
+        return out
+
+
+class ViTAttention(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
-        self.attention = ViTAttention(
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.attention = ViTSelfAttention(
             config.hidden_size,
             config.num_attention_heads,
             owner="ViT",
-            head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+            head_dim=head_dim,
             qkv_bias=config.qkv_bias,
             dropout=config.attention_probs_dropout_prob,
         )
+        self.output = ViTSelfOutput(config, config.num_attention_heads * head_dim)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attention(x, mask, output_attentions)
+        return self.output(attended), probs
+
+
+class ViTIntermediate(nn.Module):
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act, "ViT")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))
+
+
+class ViTLayer(nn.Module):
+    """Pre-norm layer: ``x + attention(layernorm_before(x))``, then ``x + output(intermediate(layernorm_after(x)))``."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.attention = ViTAttention(config)
+        self.intermediate = ViTIntermediate(config)
+        self.output = ViTSelfOutput(config, config.intermediate_size)
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = MLP(config.hidden_size, config.intermediate_size, activation(config.hidden_act, "ViT"))
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
         self, hidden_states: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, probs = self.attention(self.layernorm_before(hidden_states), mask, output_attentions)
-        hidden_states = hidden_states + self.dropout(attended)
-        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states))), probs
+        hidden_states = hidden_states + attended
+        return hidden_states + self.output(self.intermediate(self.layernorm_after(hidden_states))), probs
+
+
+class ViTEncoder(nn.Module):
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(ViTLayer(config) for _ in range(config.num_hidden_layers))
 
 
 class ViTPooler(nn.Module):
@@ -176,15 +219,16 @@ class ViTPooler(nn.Module):
         return self.act(self.dense(hidden_states[:, 0]))
 
 
-#: transformers 4's parameter names (most Hub checkpoints) -> transformers 5's (these classes').
-HUB_NAMES: Mapping[str, str] = {
-    r"(^|\.)encoder\.layer\.": r"\1layers.",
-    r"\.attention\.attention\.query\.": ".attention.q_proj.",
-    r"\.attention\.attention\.key\.": ".attention.k_proj.",
-    r"\.attention\.attention\.value\.": ".attention.v_proj.",
-    r"\.attention\.output\.dense\.": ".attention.o_proj.",
-    r"\.intermediate\.dense\.": ".mlp.fc1.",
-    r"\.output\.dense\.": ".mlp.fc2.",
+#: transformers 5's in-memory names (``model.state_dict()`` saved by hand) -> the checkpoint names used here, which
+#: transformers' ``save_pretrained`` writes and Hub checkpoints carry.
+STATE_DICT_NAMES: Mapping[str, str] = {
+    r"(^|\.)layers\.": r"\1encoder.layer.",
+    r"\.attention\.q_proj\.": ".attention.attention.query.",
+    r"\.attention\.k_proj\.": ".attention.attention.key.",
+    r"\.attention\.v_proj\.": ".attention.attention.value.",
+    r"\.attention\.o_proj\.": ".attention.output.dense.",
+    r"\.mlp\.fc1\.": ".intermediate.dense.",
+    r"\.mlp\.fc2\.": ".output.dense.",
 }
 
 
@@ -193,7 +237,7 @@ class ViTPreTrainedModel(nn.Module):
 
     config_class = ViTConfig
     base_model_prefix = "vit"
-    _checkpoint_conversion_mapping = HUB_NAMES
+    _checkpoint_conversion_mapping = STATE_DICT_NAMES
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
@@ -220,7 +264,7 @@ class ViTPreTrainedModel(nn.Module):
 
 
 class ViTModel(ViTPreTrainedModel):
-    """The ViT encoder: embeddings, ``layers``, the final ``layernorm`` and (optionally) the pooler.
+    """The ViT encoder: embeddings, ``encoder.layer``, the final ``layernorm`` and (optionally) the pooler.
 
     Returns ``BaseModelOutput`` with ``last_hidden_state`` (normed), ``pooler_output`` and, when asked,
     ``hidden_states`` (the embeddings, then every layer's output) and ``attentions``.
@@ -229,7 +273,7 @@ class ViTModel(ViTPreTrainedModel):
     def __init__(self, config: ViTConfig, add_pooling_layer: bool = True, use_mask_token: bool = False) -> None:
         super().__init__(config)
         self.embeddings = ViTEmbeddings(config, use_mask_token=use_mask_token)
-        self.layers = nn.ModuleList(ViTLayer(config) for _ in range(config.num_hidden_layers))
+        self.encoder = ViTEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.pooler = ViTPooler(config) if add_pooling_layer else None
 
@@ -249,7 +293,9 @@ class ViTModel(ViTPreTrainedModel):
         pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden = self.embeddings(pixel_values, bool_masked_pos, bool(interpolate_pos_encoding))
         mask = padding_mask(attention_mask, hidden.dtype)
-        hidden, all_hidden, attentions = run_layers(self.layers, hidden, mask, output_attentions, output_hidden_states)
+        hidden, all_hidden, attentions = run_layers(
+            self.encoder.layer, hidden, mask, output_attentions, output_hidden_states
+        )
         hidden = self.layernorm(hidden)
         return BaseModelOutput(
             last_hidden_state=hidden,

@@ -379,9 +379,10 @@ class WavLMAttention(SelfAttention):
         bias = gate * position_bias[None]
         if mask is not None:
             bias = bias + mask
-        q, k, v = (self.heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
         dropout = self.dropout if self.training else 0.0
-        out, probs = attend(q, k, v, bias, scale=self.scale, dropout=dropout, output_attentions=output_attentions)
+        out, probs = attend(
+            *self.qkv(hidden_states), bias, scale=self.scale, dropout=dropout, output_attentions=output_attentions
+        )
         if probs is not None:  # transformers returns torch's head-averaged weights, repeated per head
             probs = probs.mean(dim=1, keepdim=True).expand_as(probs)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, -1)), probs
