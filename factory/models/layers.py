@@ -347,10 +347,11 @@ class VisionEmbeddings(nn.Module):
             )
         weight = self.patch_embedding.weight
         embeddings = self.patch_embedding(pixel_values.to(weight.dtype)).flatten(2).transpose(1, 2)
+        patches, class_token = embeddings.shape[1], self.class_embedding is not None
         if self.class_embedding is not None:
             embeddings = torch.cat((self.class_embedding.expand(batch, 1, -1), embeddings), dim=1)
         table = self.position_embedding.weight[None]
         if interpolate_pos_encoding:
             patch = (self.patch_size, self.patch_size)
-            table = image_positions(table, self.num_patches, height, width, patch, self.class_embedding is not None)
+            table = image_positions(table, patches, height, width, patch, class_token)
         return embeddings + table
