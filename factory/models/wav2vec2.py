@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
@@ -77,7 +78,6 @@ class _SpeechConfig(Config):
     mask_time_min_masks: int = 2
     mask_feature_prob: float = 0.0
     mask_feature_length: int = 10
-    mask_feature_min_masks: int = 0
     ctc_loss_reduction: str = "sum"
     ctc_zero_infinity: bool = False
     use_weighted_layer_sum: bool = False
@@ -85,7 +85,6 @@ class _SpeechConfig(Config):
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
-    add_adapter: bool = False
     num_feat_extract_layers: int = 7  # written by transformers; len(conv_dim) is what counts
 
 
@@ -101,6 +100,7 @@ class _QuantizerAndXVectorConfig(_SpeechConfig):
     tdnn_kernel: list[int] = [5, 3, 3, 1, 1]
     tdnn_dilation: list[int] = [1, 2, 3, 1, 1]
     xvector_output_dim: int = 512
+    add_adapter: bool = False
     adapter_kernel_size: int = 3
     adapter_stride: int = 2
     num_adapter_layers: int = 3
@@ -111,6 +111,7 @@ class Wav2Vec2Config(_QuantizerAndXVectorConfig):
     """wav2vec 2.0 hyper-parameters; defaults are those of transformers' ``Wav2Vec2Config`` (wav2vec2-base)."""
 
     model_type = "wav2vec2"
+    mask_feature_min_masks: int = 0
     feat_quantizer_dropout: float = 0.0
     adapter_attn_dim: int | None = None
 
@@ -119,6 +120,7 @@ class HubertConfig(_SpeechConfig):
     """HuBERT hyper-parameters; defaults are those of transformers' ``HubertConfig`` (hubert-base)."""
 
     model_type = "hubert"
+    mask_feature_min_masks: int = 0
     feat_proj_layer_norm: bool = True
     conv_pos_batch_norm: bool = False
 
@@ -558,7 +560,7 @@ class Wav2Vec2PreTrainedModel(nn.Module):
     def __init__(self, config: _SpeechConfig) -> None:
         super().__init__()
         _check_config(config, type(self).__name__)
-        if self.refuses_adapter and config.add_adapter:
+        if self.refuses_adapter and getattr(config, "add_adapter", False):
             raise ConfigError(
                 f"{type(self).__name__} does not support the adapter (add_adapter is true)",
                 key="add_adapter",
@@ -573,7 +575,7 @@ class Wav2Vec2PreTrainedModel(nn.Module):
         lengths = input_lengths
         for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
             lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-        if config.add_adapter if add_adapter is None else add_adapter:
+        if getattr(config, "add_adapter", False) if add_adapter is None else add_adapter:
             for _ in range(config.num_adapter_layers):
                 lengths = torch.div(lengths - 1, config.adapter_stride, rounding_mode="floor") + 1
         return lengths
@@ -587,15 +589,12 @@ class Wav2Vec2PreTrainedModel(nn.Module):
     def _init_weights(self, module: nn.Module) -> None:
         """transformers' initialisation (normal linear layers, Kaiming convolutions, uniform codevectors...)."""
         config = self.config
-        if isinstance(module, PositionalConvEmbedding):
-            conv = module.conv
-            std = 2 * math.sqrt(1 / (conv.kernel_size[0] * conv.in_channels))
-            if module.batch_norm is None:
-                direction = conv.parametrizations.weight.original1.normal_(0.0, std)
-                conv.parametrizations.weight.original0.copy_(direction.norm(dim=(0, 1), keepdim=True))
-            else:
-                conv.weight.normal_(0.0, std)
-            conv.bias.zero_()
+        if isinstance(module, parametrize.ParametrizationList):  # the position convolution's weight norm: g = |v|
+            direction = module.original1
+            direction.normal_(0.0, 2 * math.sqrt(1 / (direction.shape[-1] * config.hidden_size)))
+            module.original0.copy_(direction.norm(dim=(0, 1), keepdim=True))
+        elif parametrize.is_parametrized(module):
+            module.bias.zero_()
         elif isinstance(module, FeatureProjection):
             bound = math.sqrt(1 / module.projection.in_features)
             nn.init.uniform_(module.projection.weight, -bound, bound)
@@ -719,7 +718,7 @@ class Wav2Vec2Model(Wav2Vec2PreTrainedModel):
                 config.mask_feature_prob,
                 config.mask_feature_length,
                 None,
-                config.mask_feature_min_masks,
+                getattr(config, "mask_feature_min_masks", 0),  # WavLM configs have none
             )
             features = features.to(hidden.device)
             hidden = hidden.masked_fill(features[:, None, :], 0.0)

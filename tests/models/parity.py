@@ -75,6 +75,8 @@ def assert_config_defaults(native_cls: type, reference_cls: type, derived: dict[
         if key in (native_cls.sub_configs or {}):
             continue
         expected = getattr(theirs, key)
+        if isinstance(expected, tuple):
+            expected = list(expected)
         if derived and key in derived:
             assert getattr(ours, key) is None and expected == derived[key], key
         else:

@@ -41,11 +41,15 @@ TEXT = dict(
     eos_token_id=EOS,
     pad_token_id=EOS,
 )
-VISION = dict(hidden_size=24, intermediate_size=31, num_hidden_layers=2, num_attention_heads=3, image_size=30, patch_size=6)
+VISION = dict(
+    hidden_size=24, intermediate_size=31, num_hidden_layers=2, num_attention_heads=3, image_size=30, patch_size=6
+)
 
 
 def _clip_config(text=None, **options):
-    return transformers.CLIPConfig(text_config={**TEXT, **(text or {})}, vision_config=VISION, projection_dim=14, **options)
+    return transformers.CLIPConfig(
+        text_config={**TEXT, **(text or {})}, vision_config=VISION, projection_dim=14, **options
+    )
 
 
 def _save(directory: Path, hf_class: str, config, seed: int = 0) -> torch.nn.Module:
@@ -201,7 +205,9 @@ def test_zero_shot_with_the_tokenizer(checkpoints):
     """Tokenized labels through the pair: the probabilities per image equal transformers'."""
     directory, reference = checkpoints["clip"]
     model = build_native("zero-shot-image-classification", directory, native.CLIPModel)
-    text = factory.build("tokenizer", directory)(["a photo of a cat", "a photo of a dog"], padding=True, return_tensors="pt")
+    text = factory.build("tokenizer", directory)(
+        ["a photo of a cat", "a photo of a dog"], padding=True, return_tensors="pt"
+    )
     inputs = {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"], "pixel_values": _pixels(2)}
     with torch.no_grad():
         probs = model(**inputs).logits_per_image.softmax(dim=-1)
@@ -287,7 +293,9 @@ def test_sub_configs(checkpoints):
     assert isinstance(config.text_config, native.CLIPTextConfig) and config.text_config.hidden_size == 30
     assert isinstance(config.vision_config, native.CLIPVisionConfig) and config.vision_config.patch_size == 6
     round_trip = config.to_dict()
-    assert round_trip["text_config"]["hidden_size"] == 30 and round_trip["text_config"]["model_type"] == "clip_text_model"
+    assert (
+        round_trip["text_config"]["hidden_size"] == 30 and round_trip["text_config"]["model_type"] == "clip_text_model"
+    )
     assert native.CLIPConfig.from_dict(json.loads(json.dumps(round_trip))) == config
     assert native.CLIPConfig().vision_config.image_size == 224  # defaults without the key
     with pytest.raises(ConfigError, match="text_config must be an object of CLIPTextConfig values, found 3"):

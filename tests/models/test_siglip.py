@@ -35,7 +35,9 @@ TEXT = dict(
     bos_token_id=None,
     eos_token_id=2,
 )
-VISION = dict(hidden_size=24, intermediate_size=31, num_hidden_layers=2, num_attention_heads=3, image_size=30, patch_size=6)
+VISION = dict(
+    hidden_size=24, intermediate_size=31, num_hidden_layers=2, num_attention_heads=3, image_size=30, patch_size=6
+)
 
 
 def _config(vision=None, **options):

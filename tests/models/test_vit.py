@@ -285,7 +285,9 @@ def test_unsupported_configs_are_refused(config, match):
 
 @pytest.fixture(scope="module")
 def tiny(checkpoints):
-    return build_native("masked-image-modeling", checkpoints["masked-image-modeling"][0], native.ViTForMaskedImageModeling)
+    return build_native(
+        "masked-image-modeling", checkpoints["masked-image-modeling"][0], native.ViTForMaskedImageModeling
+    )
 
 
 @pytest.mark.parametrize(
