@@ -20,7 +20,7 @@ Classes (architecture, task -> class):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,8 +96,8 @@ class CLIPConfig(Config):
 class CLIPPreTrainedModel(nn.Module):
     """What every CLIP class shares: the config check and the initialisation."""
 
-    config_class: type[Config] = CLIPConfig
-    base_model_prefix = "clip"
+    config_class: ClassVar[type[Config]] = CLIPConfig
+    base_model_prefix: ClassVar[str] = "clip"
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -231,7 +231,9 @@ class CLIPModel(CLIPPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
-        out = self.text_model(input_ids, attention_mask, position_ids, output_attentions, output_hidden_states)
+        out: BaseModelOutput = self.text_model(
+            input_ids, attention_mask, position_ids, output_attentions, output_hidden_states
+        )
         out.pooler_output = self.text_projection(out.pooler_output)
         return out
 
@@ -242,7 +244,9 @@ class CLIPModel(CLIPPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
-        out = self.vision_model(pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states)
+        out: BaseModelOutput = self.vision_model(
+            pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states
+        )
         out.pooler_output = self.visual_projection(out.pooler_output)
         return out
 
@@ -260,8 +264,8 @@ class CLIPModel(CLIPPreTrainedModel):
         outputs = (output_attentions, output_hidden_states)
         vision = self.get_image_features(pixel_values, interpolate_pos_encoding, *outputs)
         text = self.get_text_features(input_ids, attention_mask, position_ids, *outputs)
-        image_embeds = F.normalize(vision.pooler_output, dim=-1)
-        text_embeds = F.normalize(text.pooler_output, dim=-1)
+        image_embeds = F.normalize(cast(torch.Tensor, vision.pooler_output), dim=-1)
+        text_embeds = F.normalize(cast(torch.Tensor, text.pooler_output), dim=-1)
         logits_per_text = (text_embeds @ image_embeds.t()) * self.logit_scale.exp()
         return ImageTextOutput(
             loss=contrastive_loss(logits_per_text) if return_loss else None,

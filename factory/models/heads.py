@@ -380,7 +380,7 @@ class MaskedLM(TaskModel):
 class SequenceClassification(TaskModel):
     """One prediction per sequence; regression, single- or multi-label loss by ``config.problem_type``."""
 
-    output_class = SequenceClassifierOutput
+    output_class: ClassVar[type[ModelOutput]] = SequenceClassifierOutput
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         return sequence_classification_loss(logits, labels, self.config)

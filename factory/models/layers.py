@@ -354,4 +354,5 @@ class VisionEmbeddings(nn.Module):
         if interpolate_pos_encoding:
             patch = (self.patch_size, self.patch_size)
             table = image_positions(table, patches, height, width, patch, class_token)
-        return embeddings + table
+        out: torch.Tensor = embeddings + table
+        return out

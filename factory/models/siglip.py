@@ -16,7 +16,7 @@ Classes (architecture, task -> class):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -88,8 +88,8 @@ class SiglipConfig(Config):
 class SiglipPreTrainedModel(nn.Module):
     """What every SigLIP class shares: the initialisation."""
 
-    config_class: type[Config] = SiglipConfig
-    base_model_prefix = "siglip"
+    config_class: ClassVar[type[Config]] = SiglipConfig
+    base_model_prefix: ClassVar[str] = "siglip"
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -160,7 +160,8 @@ class MultiheadAttentionPoolingHead(nn.Module):
         probe = self.probe.expand(hidden_states.shape[0], -1, -1)
         pooled = self.attention(probe, hidden_states, hidden_states, need_weights=False)[0]
         pooled = pooled + self.mlp(self.layernorm(pooled))
-        return pooled[:, 0]
+        out: torch.Tensor = pooled[:, 0]
+        return out
 
 
 class SiglipVisionModel(SiglipPreTrainedModel):
@@ -284,8 +285,8 @@ class SiglipModel(SiglipPreTrainedModel):
         outputs = (output_attentions, output_hidden_states)
         vision = self.get_image_features(pixel_values, interpolate_pos_encoding, *outputs)
         text = self.get_text_features(input_ids, attention_mask, position_ids, *outputs)
-        image_embeds = F.normalize(vision.pooler_output, dim=-1)
-        text_embeds = F.normalize(text.pooler_output, dim=-1)
+        image_embeds = F.normalize(cast(torch.Tensor, vision.pooler_output), dim=-1)
+        text_embeds = F.normalize(cast(torch.Tensor, text.pooler_output), dim=-1)
         logits_per_text = (text_embeds @ image_embeds.t()) * self.logit_scale.exp() + self.logit_bias
         return ImageTextOutput(
             loss=sigmoid_loss(logits_per_text) if return_loss else None,

@@ -364,7 +364,8 @@ class ViTForMaskedImageModeling(ViTTaskModel):
         mask = mask.repeat_interleave(config.encoder_stride, 1).repeat_interleave(config.encoder_stride, 2)
         mask = mask.unsqueeze(1).to(pixel_values.dtype)
         error = F.l1_loss(pixel_values, reconstruction, reduction="none")
-        return (error * mask).sum() / (mask.sum() + 1e-5) / config.num_channels
+        loss: torch.Tensor = (error * mask).sum() / (mask.sum() + 1e-5) / config.num_channels
+        return loss
 
 
 __all__ = [

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -387,7 +387,8 @@ class WavLMAttention(SelfAttention):
         )
         if probs is not None:  # transformers returns torch's head-averaged weights, repeated per head
             probs = probs.mean(dim=1, keepdim=True).expand_as(probs)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, -1)), probs
+        projected: torch.Tensor = self._modules["out_proj"](out.transpose(1, 2).reshape(batch, length, -1))  # type: ignore[misc]
+        return projected, probs
 
 
 class EncoderLayer(nn.Module):
@@ -460,7 +461,8 @@ class Encoder(nn.Module):
         hidden_states = self.dropout(hidden_states)
         options: dict[str, Any] = {}
         if self.wavlm:
-            options["position_bias"] = self.layers[0].attention.position_bias(hidden_states.shape[1])
+            first = cast(WavLMAttention, cast(EncoderLayer, self.layers[0]).attention)
+            options["position_bias"] = first.position_bias(hidden_states.shape[1])
         hidden_states, all_hidden, attentions = run_layers(
             self._active_layers(), hidden_states, mask, output_attentions, output_hidden_states, **options
         )
@@ -590,11 +592,11 @@ class Wav2Vec2PreTrainedModel(nn.Module):
         """transformers' initialisation (normal linear layers, Kaiming convolutions, uniform codevectors...)."""
         config = self.config
         if isinstance(module, parametrize.ParametrizationList):  # the position convolution's weight norm: g = |v|
-            direction = module.original1
+            direction, norm = module.get_parameter("original1"), module.get_parameter("original0")
             direction.normal_(0.0, 2 * math.sqrt(1 / (direction.shape[-1] * config.hidden_size)))
-            module.original0.copy_(direction.norm(dim=(0, 1), keepdim=True))
+            norm.copy_(direction.norm(dim=(0, 1), keepdim=True))
         elif parametrize.is_parametrized(module):
-            module.bias.zero_()
+            module.get_parameter("bias").zero_()
         elif isinstance(module, FeatureProjection):
             bound = math.sqrt(1 / module.projection.in_features)
             nn.init.uniform_(module.projection.weight, -bound, bound)
@@ -618,7 +620,8 @@ class Wav2Vec2PreTrainedModel(nn.Module):
         if isinstance(module, Wav2Vec2Model) and module.masked_spec_embed is not None:
             nn.init.uniform_(module.masked_spec_embed)
         if isinstance(module, heads.TaskModel) and "layer_weights" in module._parameters:
-            module.layer_weights.fill_(1.0 / module.layer_weights.numel())
+            weights = module.get_parameter("layer_weights")
+            weights.fill_(1.0 / weights.numel())
 
 
 class Wav2Vec2Model(Wav2Vec2PreTrainedModel):
@@ -638,6 +641,10 @@ class Wav2Vec2Model(Wav2Vec2PreTrainedModel):
         self.masked_spec_embed = nn.Parameter(torch.zeros(config.hidden_size)) if masking else None
         self.encoder = Encoder(config)
         self.adapter = Adapter(config) if getattr(config, "add_adapter", False) else None
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The module that embeds the raw audio: the convolutional feature encoder."""
+        return self.feature_extractor
 
     def freeze_feature_encoder(self) -> None:
         """Stop training the convolutional feature encoder (what fine-tuning recipes do)."""
@@ -972,7 +979,7 @@ class Wav2Vec2ForPreTraining(Wav2Vec2TaskModel):
             "codevector_perplexity": perplexity,
         }
 
-    def loss(  # type: ignore[override]
+    def loss(
         self,
         projected_states: torch.Tensor,
         projected_quantized_states: torch.Tensor,
