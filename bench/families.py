@@ -33,7 +33,12 @@ class Family:
 
 
 #: Native families with a benchmark row. Add one line per family (and its spec in checkpoints.SPECS).
-FAMILIES: tuple[Family, ...] = ()
+FAMILIES: tuple[Family, ...] = (
+    Family("vit", "vit-fwd", "image-classification", "AutoModelForImageClassification", "vision"),
+    Family("clip", "clip-fwd", "zero-shot-image-classification", "AutoModelForZeroShotImageClassification", "clip"),
+    Family("siglip", "siglip-fwd", "zero-shot-image-classification", "AutoModelForZeroShotImageClassification", "clip"),
+    Family("wav2vec2", "wav2vec2-fwd", "ctc", "AutoModelForCTC", "audio", forward={"seq": 32000}),
+)
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0
 

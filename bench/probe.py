@@ -232,11 +232,54 @@ def _encoder_inputs(native, args: dict, gen) -> tuple[dict, object]:
     return inputs, valid
 
 
+def _pixel_values(config, batch: int, gen):
+    import torch
+
+    vision = getattr(config, "vision_config", config)
+    size = vision.image_size if isinstance(vision.image_size, int) else vision.image_size[0]
+    return torch.randn(batch, vision.num_channels, size, size, generator=gen)
+
+
+def _vision_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``pixel_values`` at the configured image size (``batch`` images)."""
+    return {"pixel_values": _pixel_values(native.config, args["batch"], gen)}, None
+
+
+def _clip_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``batch`` images and ``batch`` texts of ``seq`` tokens ending in the end-of-text token, the last half padded."""
+    import torch
+
+    text = native.config.text_config
+    batch, seq = args["batch"], min(args["seq"], text.max_position_embeddings)
+    ids = torch.randint(3, text.vocab_size - 3, (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    ids[:, -1] = text.eos_token_id
+    if batch > 1:
+        ids[-1, seq // 2 :], mask[-1, seq // 2 :] = text.pad_token_id, 0
+        ids[-1, seq // 2 - 1] = text.eos_token_id
+    inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values": _pixel_values(native.config, batch, gen)}
+    return inputs, None
+
+
+def _audio_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``batch`` clips of ``seq`` samples (16 kHz), the last one half padded."""
+    import torch
+
+    batch, samples = args["batch"], args["seq"]
+    mask = torch.ones(batch, samples, dtype=torch.long)
+    if batch > 1:
+        mask[-1, samples // 2 :] = 0
+    return {"input_values": torch.randn(batch, samples, generator=gen) * mask, "attention_mask": mask}, None
+
+
 #: forward input kinds: kind -> (make inputs and the mask of outputs to compare, the output to compare).
 #: A family whose forward takes other inputs (pixel values, audio, decoder ids) adds its kind here.
 INPUTS = {
     "encoder": (_encoder_inputs, lambda o: o.last_hidden_state),
     "decoder": (_token_inputs, lambda o: o.logits),
+    "vision": (_vision_inputs, lambda o: o.logits),
+    "clip": (_clip_inputs, lambda o: o.logits_per_image),
+    "audio": (_audio_inputs, lambda o: o.logits),
 }
 
 

@@ -6,16 +6,18 @@ next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs
 ``lm_head``, ``cls``...), so parameter names stay transformers' checkpoint keys.
 :class:`TaskModel` runs every head the same way::
 
-    model(input_ids, attention_mask=..., labels=...)
+    model(input_ids, attention_mask=..., labels=...)     # the first input positionally: main_input_name
         labels = the label_names popped from the inputs (labels; start/end_positions...)
         out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
         fields = predict(out, inputs)                  # {"logits": head layers(pool(out, inputs))}
-        loss   = loss(**fields, **labels)              # only when a label is given
+        loss   = loss(**fields, **labels, **loss_inputs)   # only when a label is given
         return output_class(loss=loss, **fields, **the trunk output's fields of the same names)
 
-So the trunk's ``past_key_values``, ``hidden_states`` and ``attentions`` (and a seq2seq
+So the trunk's ``past_key_values``, ``hidden_states`` (only when ``output_hidden_states`` was
+asked: a head that reads every layer asks the trunk itself) and ``attentions`` (and a seq2seq
 trunk's ``encoder_last_hidden_state``...) pass on to every output class that has those
-fields. The generic heads below fix, per task, the loss, the output class and the label
+fields. ``loss`` may return a dict of output fields with ``loss`` among them (wav2vec2
+pre-training's contrastive and diversity parts). The generic heads below fix, per task, the loss, the output class and the label
 names, and some give transformers' usual layers:
 
 =======================  ==================================  =========================================
@@ -33,20 +35,39 @@ DecoderSequence-         as SequenceClassification           score (no bias) on 
 Classification                                               (transformers' generic decoder heads)
 DecoderToken-            as TokenClassification              dropout, score
 Classification
+-----------------------  ----------------------------------  -----------------------------------------
+ImageClassification      as SequenceClassification           ``pixel_values`` in (:func:`mean_tokens`
+                                                             pools SigLIP's way)
+CTC                      CTC over each row's frames          dropout (final_dropout), lm_head
+                         (labels padded with -100)
+AudioClassification      CE (labels)                         projector, mean over valid frames,
+                                                             classifier
+AudioFrameClassification CE against argmax of one-hot        classifier on every frame
+                         labels
 =======================  ==================================  =========================================
+
+The audio heads (:class:`AudioTaskModel`) pool with :func:`weighted_layers`: the last hidden
+state, or with ``config.use_weighted_layer_sum`` a learned ``layer_weights`` mix of every
+layer's; their trunk gives ``frame_lengths`` and ``frame_mask`` (:class:`AudioTrunk`).
 
 ``pool`` defaults to :func:`every_token` (the last hidden state, every position).
 
 A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVar`` s):
 
 - ``trunk_class`` (with ``trunk_options``, e.g. ``{"add_pooling_layer": False}``): the
-  trunk is ``trunk_class(config, **trunk_options)``, stored under ``base_model_prefix``;
+  trunk is ``trunk_class(config, **trunk_options)``, stored under ``base_model_prefix``
+  (``trunk_config``: built from that sub-config instead, CLIP's ``vision_config``);
+- ``main_input_name``: the input ``forward`` takes positionally (``input_ids``,
+  ``pixel_values``, ``input_values``...);
 - ``head_layers``: ``{checkpoint name: builder(config) -> nn.Module}``, built in order after
   the trunk and applied in that order (:func:`dropout` and :func:`linear` build the usual
   ones; a module class taking the config is a builder too);
 - ``pool(model, out, inputs)``: what the layers read: :func:`pooler_output`,
   :func:`first_token`, :func:`last_token` (decoders), :func:`every_token`, or your own;
-- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``.
+- ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``;
+- ``label_names`` (popped before the trunk), ``head_inputs`` (read by ``predict`` only) and
+  ``loss_inputs`` (trunk inputs the loss reads too, CTC's ``attention_mask``; a label named
+  there reaches the trunk as well, ViT's ``bool_masked_pos``).
 
 A family file defines its trunk, one base for its heads and one line group per head::
 
