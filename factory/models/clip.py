@@ -20,25 +20,17 @@ Classes (architecture, task -> class):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.errors import ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.layers import (
-    Encoder,
-    TextEmbeddings,
-    VisionEmbeddings,
-    causal_padding_mask,
-    check_input_ids,
-    check_pixel_values,
-    default_init,
-)
-from factory.models.outputs import BaseModelOutput, ImageTextOutput
+from factory.models.image_text import ImageTextPair, TextTower, check_pairs
+from factory.models.layers import Encoder, VisionEmbeddings, causal_padding_mask, check_pixel_values, default_init
+from factory.models.outputs import BaseModelOutput
 
 
 class CLIPTextConfig(Config):
@@ -115,45 +107,22 @@ class CLIPPreTrainedModel(nn.Module):
             module.logit_scale.fill_(self.config.logit_scale_init_value)
 
 
-class CLIPTextModel(CLIPPreTrainedModel):
+class CLIPTextModel(TextTower, CLIPPreTrainedModel):
     """The causal text tower: ``embeddings``, ``encoder``, ``final_layer_norm``; pooled at the end-of-text token."""
 
     config_class = CLIPTextConfig
     base_model_prefix = "text_model"
 
-    def __init__(self, config: CLIPTextConfig) -> None:
-        super().__init__(config)
-        self.embeddings = TextEmbeddings(config)
-        self.encoder = Encoder(config, "CLIPTextModel")
-        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+    def attention_mask(self, attention_mask: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor | None:
+        return causal_padding_mask(attention_mask, hidden.shape[1], hidden.dtype, hidden.device)
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embeddings.token_embedding
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        input_ids = check_input_ids(input_ids, self.config, "CLIPTextModel")
-        hidden = self.embeddings(input_ids, position_ids)
-        mask = causal_padding_mask(attention_mask, input_ids.shape[1], hidden.dtype, hidden.device)
-        hidden, all_hidden, attentions = self.encoder(hidden, mask, output_attentions, output_hidden_states)
-        hidden = self.final_layer_norm(hidden)
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         ids = input_ids.to(hidden.device, torch.int)
         if self.config.eos_token_id == 2:  # the original configs: the end-of-text token has the highest id
             end = ids.argmax(dim=-1)
         else:
             end = (ids == self.config.eos_token_id).int().argmax(dim=-1)
-        return BaseModelOutput(
-            last_hidden_state=hidden,
-            pooler_output=hidden[torch.arange(hidden.shape[0], device=hidden.device), end],
-            hidden_states=all_hidden,
-            attentions=attentions,
-        )
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), end]
 
 
 class CLIPVisionModel(CLIPPreTrainedModel):
@@ -193,22 +162,13 @@ class CLIPVisionModel(CLIPPreTrainedModel):
 
 def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric loss: the mean of the text->image and image->text cross-entropies (matches on the diagonal)."""
-    texts, images = logits_per_text.shape
-    if texts != images:
-        raise ModelInputError(
-            f"CLIPModel: return_loss needs matching image-text pairs, found {texts} texts and {images} images",
-            hint="pass one text per image (text i describes image i), or leave return_loss out",
-        )
-    targets = torch.arange(texts, device=logits_per_text.device)
+    targets = torch.arange(check_pairs(logits_per_text, "CLIPModel"), device=logits_per_text.device)
     return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.t(), targets)) / 2
 
 
-class CLIPModel(CLIPPreTrainedModel):
-    """Both towers, their projections and ``logit_scale``; ``forward(input_ids, pixel_values, ...)``.
-
-    ``get_text_features`` / ``get_image_features`` return the tower's output with ``pooler_output``
-    replaced by the projected (not normalised) embedding, as transformers 5 does.
-    """
+class CLIPModel(ImageTextPair, CLIPPreTrainedModel):
+    """Both towers, their projections (``text_projection``, ``visual_projection``) and ``logit_scale``:
+    ``logits = cos(text, image) * logit_scale.exp()``, the symmetric contrastive loss."""
 
     config_class = CLIPConfig
 
@@ -220,62 +180,19 @@ class CLIPModel(CLIPPreTrainedModel):
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.text_model.get_input_embeddings()
-
-    def get_text_features(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        out: BaseModelOutput = self.text_model(
-            input_ids, attention_mask, position_ids, output_attentions, output_hidden_states
-        )
-        out.pooler_output = self.text_projection(out.pooler_output)
+    def embed_text(self, pooled: torch.Tensor | None) -> torch.Tensor:
+        out: torch.Tensor = self.text_projection(pooled)
         return out
 
-    def get_image_features(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        interpolate_pos_encoding: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        out: BaseModelOutput = self.vision_model(
-            pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states
-        )
-        out.pooler_output = self.visual_projection(out.pooler_output)
+    def embed_image(self, pooled: torch.Tensor | None) -> torch.Tensor:
+        out: torch.Tensor = self.visual_projection(pooled)
         return out
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        return_loss: bool | None = None,
-        interpolate_pos_encoding: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ImageTextOutput:
-        outputs = (output_attentions, output_hidden_states)
-        vision = self.get_image_features(pixel_values, interpolate_pos_encoding, *outputs)
-        text = self.get_text_features(input_ids, attention_mask, position_ids, *outputs)
-        image_embeds = F.normalize(cast(torch.Tensor, vision.pooler_output), dim=-1)
-        text_embeds = F.normalize(cast(torch.Tensor, text.pooler_output), dim=-1)
-        logits_per_text = (text_embeds @ image_embeds.t()) * self.logit_scale.exp()
-        return ImageTextOutput(
-            loss=contrastive_loss(logits_per_text) if return_loss else None,
-            logits_per_image=logits_per_text.t(),
-            logits_per_text=logits_per_text,
-            text_embeds=text_embeds,
-            image_embeds=image_embeds,
-            text_model_output=text,
-            vision_model_output=vision,
-        )
+    def scores(self, cosine: torch.Tensor) -> torch.Tensor:
+        return cosine * self.logit_scale.exp()
+
+    def pair_loss(self, logits_per_text: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(logits_per_text)
 
 
 # --- task heads (factory.models.heads): the image tower under ``vision_model`` plus a classifier -----------

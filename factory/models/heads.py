@@ -17,8 +17,8 @@ So the trunk's ``past_key_values``, ``hidden_states`` (only when ``output_hidden
 asked: a head that reads every layer asks the trunk itself) and ``attentions`` (and a seq2seq
 trunk's ``encoder_last_hidden_state``...) pass on to every output class that has those
 fields. ``loss`` may return a dict of output fields with ``loss`` among them (wav2vec2
-pre-training's contrastive and diversity parts). The generic heads below fix, per task, the loss, the output class and the label
-names, and some give transformers' usual layers:
+pre-training's contrastive and diversity parts). The generic heads below fix, per task, the
+loss, the output class and the label names, and some give transformers' usual layers:
 
 =======================  ==================================  =========================================
 class                    loss (labels)                       defaults

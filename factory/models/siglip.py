@@ -16,7 +16,7 @@ Classes (architecture, task -> class):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,18 +25,17 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
+from factory.models.image_text import ImageTextPair, TextTower, check_pairs
 from factory.models.layers import (
     MLP,
     Encoder,
-    TextEmbeddings,
     VisionEmbeddings,
     activation,
-    check_input_ids,
     check_pixel_values,
     default_init,
     padding_mask,
 )
-from factory.models.outputs import BaseModelOutput, ImageTextOutput
+from factory.models.outputs import BaseModelOutput
 
 
 class SiglipTextConfig(Config):
@@ -107,7 +106,7 @@ class SiglipPreTrainedModel(nn.Module):
             module.logit_bias.zero_()
 
 
-class SiglipTextModel(SiglipPreTrainedModel):
+class SiglipTextModel(TextTower, SiglipPreTrainedModel):
     """The text tower: ``embeddings``, ``encoder`` (bidirectional), ``final_layer_norm``; ``head`` on the last
     position is the pooled output."""
 
@@ -116,33 +115,14 @@ class SiglipTextModel(SiglipPreTrainedModel):
 
     def __init__(self, config: SiglipTextConfig) -> None:
         super().__init__(config)
-        self.embeddings = TextEmbeddings(config)
-        self.encoder = Encoder(config, "SiglipTextModel")
-        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.head = nn.Linear(config.hidden_size, config.projection_size or config.hidden_size)
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embeddings.token_embedding
+    def attention_mask(self, attention_mask: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor | None:
+        return padding_mask(attention_mask, hidden.dtype)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        input_ids = check_input_ids(input_ids, self.config, "SiglipTextModel")
-        hidden = self.embeddings(input_ids, position_ids)
-        mask = padding_mask(attention_mask, hidden.dtype)
-        hidden, all_hidden, attentions = self.encoder(hidden, mask, output_attentions, output_hidden_states)
-        hidden = self.final_layer_norm(hidden)
-        return BaseModelOutput(
-            last_hidden_state=hidden,
-            pooler_output=self.head(hidden[:, -1]),
-            hidden_states=all_hidden,
-            attentions=attentions,
-        )
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(hidden[:, -1])
+        return out
 
 
 class MultiheadAttentionPoolingHead(nn.Module):
@@ -203,22 +183,13 @@ class SiglipVisionModel(SiglipPreTrainedModel):
 def sigmoid_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     """SigLIP's loss: every (text, image) pair is a binary decision, positive on the diagonal; summed per text,
     averaged over texts."""
-    texts, images = logits_per_text.shape
-    if texts != images:
-        raise ModelInputError(
-            f"SiglipModel: return_loss needs matching image-text pairs, found {texts} texts and {images} images",
-            hint="pass one text per image (text i describes image i), or leave return_loss out",
-        )
-    signs = 2 * torch.eye(texts, device=logits_per_text.device) - 1
+    signs = 2 * torch.eye(check_pairs(logits_per_text, "SiglipModel"), device=logits_per_text.device) - 1
     return -F.logsigmoid(signs * logits_per_text).sum(dim=-1).mean()
 
 
-class SiglipModel(SiglipPreTrainedModel):
-    """Both towers, ``logit_scale`` and ``logit_bias``; ``forward(input_ids, pixel_values, ...)``.
-
-    ``get_text_features`` / ``get_image_features`` return the tower's output (``pooler_output`` is the
-    embedding), as transformers 5 does.
-    """
+class SiglipModel(ImageTextPair, SiglipPreTrainedModel):
+    """Both towers, ``logit_scale`` and ``logit_bias``: ``logits = cos(text, image) * logit_scale.exp() +
+    logit_bias``, the pairwise sigmoid loss. The towers' pooled outputs are the embeddings (no projections)."""
 
     config_class = SiglipConfig
 
@@ -237,66 +208,20 @@ class SiglipModel(SiglipPreTrainedModel):
         self.logit_scale = nn.Parameter(torch.zeros(1))
         self.logit_bias = nn.Parameter(torch.zeros(1))
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.text_model.get_input_embeddings()
-
-    def get_text_features(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        out: BaseModelOutput = self.text_model(
-            input_ids, attention_mask, position_ids, output_attentions, output_hidden_states
-        )
-        return out
-
-    def get_image_features(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        interpolate_pos_encoding: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BaseModelOutput:
-        out: BaseModelOutput = self.vision_model(
-            pixel_values, interpolate_pos_encoding, output_attentions, output_hidden_states
-        )
-        return out
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        return_loss: bool | None = None,
-        interpolate_pos_encoding: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ImageTextOutput:
-        if self.vision_model.head is None:
+    def embed_image(self, pooled: torch.Tensor | None) -> torch.Tensor:
+        if pooled is None:
             raise ModelInputError(
                 "SiglipModel: the image tower has no pooling head (vision_use_head is false), so images have no "
                 "embedding to compare with the texts",
                 hint="use a checkpoint with vision_use_head true, or SiglipVisionModel for the patch states",
             )
-        outputs = (output_attentions, output_hidden_states)
-        vision = self.get_image_features(pixel_values, interpolate_pos_encoding, *outputs)
-        text = self.get_text_features(input_ids, attention_mask, position_ids, *outputs)
-        image_embeds = F.normalize(cast(torch.Tensor, vision.pooler_output), dim=-1)
-        text_embeds = F.normalize(cast(torch.Tensor, text.pooler_output), dim=-1)
-        logits_per_text = (text_embeds @ image_embeds.t()) * self.logit_scale.exp() + self.logit_bias
-        return ImageTextOutput(
-            loss=sigmoid_loss(logits_per_text) if return_loss else None,
-            logits_per_image=logits_per_text.t(),
-            logits_per_text=logits_per_text,
-            text_embeds=text_embeds,
-            image_embeds=image_embeds,
-            text_model_output=text,
-            vision_model_output=vision,
-        )
+        return pooled
+
+    def scores(self, cosine: torch.Tensor) -> torch.Tensor:
+        return cosine * self.logit_scale.exp() + self.logit_bias
+
+    def pair_loss(self, logits_per_text: torch.Tensor) -> torch.Tensor:
+        return sigmoid_loss(logits_per_text)
 
 
 # --- task heads (factory.models.heads): the image tower under ``vision_model`` plus a classifier -----------
