@@ -253,10 +253,11 @@ def _clip_inputs(native, args: dict, gen) -> tuple[dict, object]:
     batch, seq = args["batch"], min(args["seq"], text.max_position_embeddings)
     ids = torch.randint(3, text.vocab_size - 3, (batch, seq), generator=gen)
     mask = torch.ones(batch, seq, dtype=torch.long)
-    ids[:, -1] = text.eos_token_id
+    eos = text.eos_token_id if text.eos_token_id < text.vocab_size else text.vocab_size - 1  # SigLIP's default is not
+    ids[:, -1] = eos
     if batch > 1:
         ids[-1, seq // 2 :], mask[-1, seq // 2 :] = text.pad_token_id, 0
-        ids[-1, seq // 2 - 1] = text.eos_token_id
+        ids[-1, seq // 2 - 1] = eos
     inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values": _pixel_values(native.config, batch, gen)}
     return inputs, None
 

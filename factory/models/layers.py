@@ -182,8 +182,9 @@ class SelfAttention(nn.Module):
             setattr(self, self.output_name, nn.Linear(inner, hidden_size))
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[batch, seq, heads * head_dim]`` -> ``[batch, heads, seq, head_dim]``."""
-        return x.view(*x.shape[:2], self.num_heads, self.head_dim).transpose(1, 2)
+        """``[batch, seq, heads * head_dim]`` -> ``[batch, heads, seq, head_dim]`` (heads counted from the width,
+        so a tensor-parallel shard of the projections splits into its own heads)."""
+        return x.view(*x.shape[:2], -1, self.head_dim).transpose(1, 2)
 
     def qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The query, key and value projections, split into heads."""

@@ -6,9 +6,10 @@ The three share one body, read from the raw waveform ``input_values [batch, samp
   group norm on the first (``feat_extract_norm: group``, the base models) or a layer norm on each (``layer``);
 * ``feature_projection``: layer norm (HuBERT: if ``feat_proj_layer_norm``) and a linear map to ``hidden_size``;
 * ``encoder``: a grouped convolution over time as relative position embedding (``pos_conv_embed``, weight
-  normalised with torch's ``parametrizations.weight_norm``: checkpoint keys ``...conv.parametrizations.weight.
-  original0/1``; the legacy ``weight_g``/``weight_v`` of Hub checkpoints are read under those names; HuBERT's
-  ``conv_pos_batch_norm`` variant has a batch norm instead), then transformer layers, post-norm or (with
+  normalised as torch's ``parametrizations.weight_norm`` does, :class:`WeightNorm`: checkpoint keys
+  ``...conv.parametrizations.weight.original0/1``; the legacy ``weight_g``/``weight_v`` of Hub checkpoints
+  are read under those names; HuBERT's ``conv_pos_batch_norm`` variant has a batch norm instead), then
+  transformer layers, post-norm or (with
   ``do_stable_layer_norm``) pre-norm. WavLM's attention adds a gated relative position bias (bucketed
   distances embedded in the first layer, gated per head and position from the layer's input).
 
@@ -266,6 +267,29 @@ class FeatureProjection(nn.Module):
 
 
 # --- the transformer encoder ---------------------------------------------------------------
+class WeightNorm(nn.Module):
+    """torch's weight-norm parametrization (``weight = g * v / |v|``, the norm over every dimension but ``dim``),
+    registered under the same names (``parametrizations.weight.original0`` = g, ``original1`` = v).
+
+    Unlike ``torch.nn.utils.parametrizations.weight_norm`` it computes nothing for a weight on the meta device
+    (torch's meta kernel for the norm imports ``torch._dynamo``: seconds of a cold build).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
+        return torch._weight_norm(weight_v, weight_g, self.dim)
+
+    def right_inverse(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if weight.is_meta:
+            shape = [1] * weight.dim()
+            shape[self.dim] = weight.shape[self.dim]
+            return torch.empty(shape, dtype=weight.dtype, device=weight.device), weight
+        return torch.norm_except_dim(weight, 2, self.dim), weight
+
+
 class PositionalConvEmbedding(nn.Module):
     """A grouped convolution over time (``conv``), weight-normalised over its kernel dimension (HuBERT's
     ``conv_pos_batch_norm``: a ``batch_norm`` before a plain convolution), then the activation; an even
@@ -282,7 +306,9 @@ class PositionalConvEmbedding(nn.Module):
             groups=config.num_conv_pos_embedding_groups,
         )
         self.batch_norm = nn.BatchNorm1d(config.hidden_size) if getattr(config, "conv_pos_batch_norm", False) else None
-        self.conv = conv if self.batch_norm is not None else nn.utils.parametrizations.weight_norm(conv, dim=2)
+        if self.batch_norm is None:
+            parametrize.register_parametrization(conv, "weight", WeightNorm(dim=2), unsafe=True)
+        self.conv = conv
         self.remove = 1 if kernel % 2 == 0 else 0
         self.act = activation(config.feat_extract_activation, "wav2vec2", "feat_extract_activation")
 
