@@ -252,6 +252,37 @@ SPECS: dict[str, tuple[str, str, dict, str]] = {
         ),
         "native family: Whisper (whisper-base widths, 30 s windows), ~175 MB fp32",
     ),
+    "vit-fwd": (
+        "ViTConfig",
+        "ViTForImageClassification",
+        dict(hidden_size=768, num_hidden_layers=8, num_attention_heads=12, intermediate_size=3072, num_labels=1000),
+        "cold build + forward, ~235 MB fp32",
+    ),
+    "clip-fwd": (
+        "CLIPConfig",
+        "CLIPModel",
+        dict(
+            text_config=dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+            vision_config=dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072),
+            projection_dim=512,
+        ),
+        "cold build + forward (ViT-B/32 towers, 4 layers each), ~265 MB fp32",
+    ),
+    "siglip-fwd": (
+        "SiglipConfig",
+        "SiglipModel",
+        dict(
+            text_config=dict(hidden_size=768, num_hidden_layers=2, num_attention_heads=12, intermediate_size=3072),
+            vision_config=dict(hidden_size=768, num_hidden_layers=3, num_attention_heads=12, intermediate_size=3072),
+        ),
+        "cold build + forward (base/16 towers, 2 + 3 layers, attention-pooling head), ~270 MB fp32",
+    ),
+    "wav2vec2-fwd": (
+        "Wav2Vec2Config",
+        "Wav2Vec2ForCTC",
+        dict(num_hidden_layers=6, vocab_size=32),
+        "cold build + forward (wav2vec2-base with 6 layers, CTC head), ~210 MB fp32",
+    ),
 }
 
 _DONE = ".bench-complete"

@@ -46,6 +46,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("t5", "t5-150m", "seq2seq-lm", "AutoModelForSeq2SeqLM", "seq2seq", generate=True),
     Family("bart", "bart-150m", "seq2seq-lm", "AutoModelForSeq2SeqLM", "seq2seq", generate=True),
     Family("whisper", "whisper-150m", "speech-seq2seq", "AutoModelForSpeechSeq2Seq", "speech", generate=True),
+    Family("vit", "vit-fwd", "image-classification", "AutoModelForImageClassification", "vision"),
+    Family("clip", "clip-fwd", "zero-shot-image-classification", "AutoModelForZeroShotImageClassification", "clip"),
+    Family("siglip", "siglip-fwd", "zero-shot-image-classification", "AutoModelForZeroShotImageClassification", "clip"),
+    Family("wav2vec2", "wav2vec2-fwd", "ctc", "AutoModelForCTC", "audio", forward={"seq": 32000}),
 )
 
 BUILD_TIME_GOAL, BUILD_RSS_GOAL, FORWARD_GOAL, GENERATE_GOAL = 0.4, 1.0, 1.0, 1.0

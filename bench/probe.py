@@ -259,6 +259,47 @@ def _speech_inputs(native, args: dict, gen) -> tuple[dict, object]:
     return {"input_features": features, "decoder_input_ids": _decoder_ids(native, args, gen)}, None
 
 
+def _pixel_values(config, batch: int, gen):
+    import torch
+
+    vision = getattr(config, "vision_config", config)
+    size = vision.image_size if isinstance(vision.image_size, int) else vision.image_size[0]
+    return torch.randn(batch, vision.num_channels, size, size, generator=gen)
+
+
+def _vision_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``pixel_values`` at the configured image size (``batch`` images)."""
+    return {"pixel_values": _pixel_values(native.config, args["batch"], gen)}, None
+
+
+def _clip_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``batch`` images and ``batch`` texts of ``seq`` tokens ending in the end-of-text token, the last half padded."""
+    import torch
+
+    text = native.config.text_config
+    batch, seq = args["batch"], min(args["seq"], text.max_position_embeddings)
+    ids = torch.randint(3, text.vocab_size - 3, (batch, seq), generator=gen)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    eos = text.eos_token_id if text.eos_token_id < text.vocab_size else text.vocab_size - 1  # SigLIP's default is not
+    ids[:, -1] = eos
+    if batch > 1:
+        ids[-1, seq // 2 :], mask[-1, seq // 2 :] = text.pad_token_id, 0
+        ids[-1, seq // 2 - 1] = eos
+    inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values": _pixel_values(native.config, batch, gen)}
+    return inputs, None
+
+
+def _audio_inputs(native, args: dict, gen) -> tuple[dict, object]:
+    """``batch`` clips of ``seq`` samples (16 kHz), the last one half padded."""
+    import torch
+
+    batch, samples = args["batch"], args["seq"]
+    mask = torch.ones(batch, samples, dtype=torch.long)
+    if batch > 1:
+        mask[-1, samples // 2 :] = 0
+    return {"input_values": torch.randn(batch, samples, generator=gen) * mask, "attention_mask": mask}, None
+
+
 #: forward input kinds: kind -> (make inputs and the mask of outputs to compare, the output to compare).
 #: A family whose forward takes other inputs (pixel values, audio, decoder ids) adds its kind here.
 INPUTS = {
@@ -267,6 +308,9 @@ INPUTS = {
     "text": (_token_inputs, lambda o: o.last_hidden_state),  # encoders without token types
     "seq2seq": (_seq2seq_inputs, lambda o: o.logits),
     "speech": (_speech_inputs, lambda o: o.logits),
+    "vision": (_vision_inputs, lambda o: o.logits),
+    "clip": (_clip_inputs, lambda o: o.logits_per_image),
+    "audio": (_audio_inputs, lambda o: o.logits),
 }
 
 

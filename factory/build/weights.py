@@ -477,12 +477,29 @@ class CheckpointMatch:
 
 
 _LEGACY_NAMES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
+#: torch's legacy ``weight_norm`` names (wav2vec2 and HuBERT Hub checkpoints) -> its parametrizations' names.
+_LEGACY_SUFFIXES = (
+    (".weight_g", ".parametrizations.weight.original0"),
+    (".weight_v", ".parametrizations.weight.original1"),
+)
 
 
-def _legacy(key: str) -> str:
+def _renames(model: nn.Module) -> list[tuple[re.Pattern[str], str]]:
+    """The model's ``_checkpoint_conversion_mapping`` ({regex: replacement}, applied in order)."""
+    mapping: Mapping[str, str] = getattr(model, "_checkpoint_conversion_mapping", None) or {}
+    return [(re.compile(pattern), replacement) for pattern, replacement in mapping.items()]
+
+
+def _legacy(key: str, renames: Sequence[tuple[re.Pattern[str], str]] = ()) -> str:
+    """A checkpoint key under the name the model uses: legacy norm names, then the model's own renames."""
     for old, new in _LEGACY_NAMES:
         if old in key:
             key = key.replace(old, new)
+    for old, new in _LEGACY_SUFFIXES:
+        if key.endswith(old):
+            key = key[: -len(old)] + new
+    for pattern, replacement in renames:
+        key = pattern.sub(replacement, key)
     return key
 
 
@@ -497,8 +514,9 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> CheckpointMatch:
     non_persistent = {n for n, _ in model.named_buffers(remove_duplicate=False)} - set(state)
     prefix = getattr(model, "base_model_prefix", "") or ""
     dot = prefix + "."
+    renames = _renames(model)
     model_has = bool(prefix) and any(k.startswith(dot) for k in shapes)
-    ckpt_has = bool(prefix) and any(_legacy(k).startswith(dot) for k in entries)
+    ckpt_has = bool(prefix) and any(_legacy(k, renames).startswith(dot) for k in entries)
     mode = "add" if model_has and not ckpt_has else "strip" if ckpt_has and not model_has else None
     skip_unexpected = _patterns(model, "_keys_to_ignore_on_load_unexpected")
     skip_missing = _patterns(model, "_keys_to_ignore_on_load_missing")
@@ -507,7 +525,7 @@ def _plan(model: nn.Module, entries: dict[str, _Entry]) -> CheckpointMatch:
     unexpected: list[str] = []
     ignored: list[str] = []
     for key, entry in entries.items():
-        name = key if key in shapes else _legacy(key)
+        name = key if key in shapes else _legacy(key, renames)
         if mode == "add" and name not in shapes and dot + name in shapes:
             name = dot + name
         elif mode == "strip":

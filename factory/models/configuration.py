@@ -22,6 +22,10 @@ floats finite, and the ranges of :data:`LIMITS` (sizes, counts, probabilities) p
 a family's own ``limits``. :func:`check_size` then bounds the model's estimated
 parameter count (:data:`MAX_PARAMETERS`) before anything is constructed. A bad value
 is a :class:`ConfigError` naming the key as written in ``config.json``.
+A config made of others (CLIP's ``text_config`` and ``vision_config``) names them in
+``sub_configs``: ``{key: Config subclass}``. The key's value (a dict from ``config.json``,
+an instance, or nothing for the defaults) becomes an instance of that class, and
+``to_dict`` writes it back as a dict.
 """
 
 from __future__ import annotations
@@ -121,6 +125,8 @@ class Config:
     attribute_map: ClassVar[Mapping[str, str]] = {}
     #: The family's own ranges (names as in :data:`LIMITS`), merged over the class hierarchy.
     limits: ClassVar[Mapping[str, Limit]] = {}
+    #: ``{key: Config subclass}``: values that are configs of their own (see the module docstring).
+    sub_configs: ClassVar[Mapping[str, type[Config]]] = {}
 
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
@@ -129,6 +135,8 @@ class Config:
     def __init__(self, **kwargs: Any) -> None:
         kwargs = type(self).check_values(kwargs)
         num_labels = kwargs.pop("num_labels", None)
+        for key, sub_class in self.sub_configs.items():
+            kwargs[key] = self._sub_config(key, sub_class, kwargs.get(key))
         for key, value in kwargs.items():
             setattr(self, key, value)
         if self.id2label is None:
@@ -201,6 +209,18 @@ class Config:
                 hint="use num_labels=2 for binary classification, or problem_type 'regression'",
             )
 
+    def _sub_config(self, key: str, sub_class: type[Config], value: Any) -> Config:
+        if isinstance(value, sub_class):
+            return value
+        if value is None:
+            return sub_class()
+        if isinstance(value, Mapping):
+            return sub_class.from_dict(value)
+        raise ConfigError(
+            f"{type(self).__name__}: {key} must be an object of {sub_class.__name__} values, found {value!r}",
+            hint=f"write {key} in config.json as a JSON object (or leave it out for the defaults)",
+        )
+
     def _int_keys(self, id2label: Mapping[Any, str]) -> dict[int, str]:
         if not isinstance(id2label, Mapping) or len(id2label) > MAX_LABELS:
             found = f"{len(id2label)} labels" if isinstance(id2label, Mapping) else type(id2label).__name__
@@ -232,9 +252,15 @@ class Config:
     def defaults(cls) -> dict[str, Any]:
         """Class-level defaults, most-derived last."""
         out: dict[str, Any] = {}
+        class_vars = {  # ClassVar annotations (model_type, attribute_map, limits, sub_configs...): not fields
+            key
+            for klass in cls.__mro__
+            for key, annotation in vars(klass).get("__annotations__", {}).items()
+            if "ClassVar" in str(annotation)
+        }
         for klass in reversed(cls.__mro__):
             for key, value in vars(klass).items():
-                if key.startswith("_") or key in ("model_type", "attribute_map"):
+                if key.startswith("_") or key in class_vars:
                     continue
                 if callable(value) or isinstance(value, (classmethod, staticmethod, property)):
                     continue
@@ -267,6 +293,8 @@ class Config:
         """Defaults merged with instance values, plus ``model_type``; JSON-ready."""
         out = {k: copy.deepcopy(v) for k, v in self.defaults().items()}
         out.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in RUNTIME_KEYS}))
+        for key in self.sub_configs:
+            out[key] = getattr(self, key).to_dict()
         if self.model_type:
             out["model_type"] = self.model_type
         return out

@@ -6,18 +6,20 @@ next to it under their checkpoint names (``classifier``, ``score``, ``qa_outputs
 ``lm_head``, ``cls``...), so parameter names stay transformers' checkpoint keys.
 :class:`TaskModel` runs every head the same way::
 
-    model(input_ids, attention_mask=..., labels=...)   # the first argument: main_input_name
+    model(input_ids, attention_mask=..., labels=...)     # the first input positionally: main_input_name
         labels = the label_names popped from the inputs (labels; start/end_positions...)
         inputs = prepare_inputs(inputs, labels)        # encoder-decoders derive decoder_input_ids here
         out    = trunk(**inputs)                       # inputs minus the head's own head_inputs
         fields = predict(out, inputs | labels)         # {"logits": head layers(pool(out, inputs))}
-        loss   = loss(**fields, **labels)              # only when a label is given
+        loss   = loss(**fields, **labels, **loss_inputs)   # only when a label is given
         return output_class(loss=loss, **fields, **the trunk output's fields of the same names)
 
-So the trunk's ``past_key_values``, ``hidden_states`` and ``attentions`` (and a seq2seq
+So the trunk's ``past_key_values``, ``hidden_states`` (only when ``output_hidden_states`` was
+asked: a head that reads every layer asks the trunk itself) and ``attentions`` (and a seq2seq
 trunk's ``encoder_last_hidden_state``...) pass on to every output class that has those
-fields. The generic heads below fix, per task, the loss, the output class and the label
-names, and some give transformers' usual layers:
+fields. ``loss`` may return a dict of output fields with ``loss`` among them (wav2vec2
+pre-training's contrastive and diversity parts). The generic heads below fix, per task, the
+loss, the output class and the label names, and some give transformers' usual layers:
 
 =======================  ==================================  =========================================
 class                    loss (labels)                       defaults
@@ -41,7 +43,20 @@ Seq2SeqSequence-         as SequenceClassification           classification_head
 Classification                                               on the decoder state at the last EOS
 Seq2SeqQuestion-         as QuestionAnswering                qa_outputs
 Answering
+-----------------------  ----------------------------------  -----------------------------------------
+ImageClassification      as SequenceClassification           ``pixel_values`` in (:func:`mean_tokens`
+                                                             pools SigLIP's way)
+CTC                      CTC over each row's frames          dropout (final_dropout), lm_head
+                         (labels padded with -100)
+AudioClassification      CE (labels)                         projector, mean over valid frames,
+                                                             classifier
+AudioFrameClassification CE against argmax of one-hot        classifier on every frame
+                         labels
 =======================  ==================================  =========================================
+
+The audio heads (:class:`AudioTaskModel`) pool with :func:`weighted_layers`: the last hidden
+state, or with ``config.use_weighted_layer_sum`` a learned ``layer_weights`` mix of every
+layer's; their trunk gives ``frame_lengths`` and ``frame_mask`` (:class:`AudioTrunk`).
 
 The ``Seq2Seq*`` heads (:class:`Seq2SeqTaskModel`) take an encoder-decoder trunk
 (:class:`factory.models.seq2seq.EncoderDecoderModel`): without ``decoder_input_ids`` the decoder
@@ -53,14 +68,16 @@ reads the labels (language model) or ``input_ids`` (classifiers) through
 A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVar`` s):
 
 - ``trunk_class`` (with ``trunk_options``, e.g. ``{"add_pooling_layer": False}``): the
-  trunk is ``trunk_class(config, **trunk_options)``, stored under ``base_model_prefix``;
+  trunk is ``trunk_class(config, **trunk_options)``, stored under ``base_model_prefix``
+  (``trunk_config``: built from that sub-config instead, CLIP's ``vision_config``);
+- ``main_input_name``: the input ``forward`` takes positionally (``input_ids``,
+  ``pixel_values``, ``input_values``...);
 - ``head_layers``: ``{checkpoint name: builder(config) -> nn.Module}``, built in order after
   the trunk and applied in that order (:func:`dropout` and :func:`linear` build the usual
   ones; a module class taking the config is a builder too);
 - ``pool(model, out, inputs)``: what the layers read: :func:`pooler_output`,
   :func:`first_token`, :func:`last_token` (decoders), :func:`every_token`, or your own;
 - ``tied``: ``{dest: source}`` parameters that are one tensor when ``config.tie_word_embeddings``;
-- ``main_input_name``: the first positional argument (``input_features`` for audio models);
 - ``inline_trunk = True``: the trunk's modules are the task model's own, without a prefix in the
   checkpoint keys (T5's ``shared``, ``encoder``, ``decoder`` next to ``lm_head``). The task class
   then derives from ``trunk_class`` itself, after the head classes
@@ -68,6 +85,9 @@ A family declares the rest in class attributes (all :class:`TaskModel` ``ClassVa
   the modules on the task model, and its ``forward`` (and ``get_input_embeddings`` /
   ``get_encoder``, through :meth:`TaskModel.trunk_method`) runs them. ``base_model_prefix`` still
   names the prefix of the family's other heads, so checkpoints of those load (prefix stripped).
+- ``label_names`` (popped before the trunk), ``head_inputs`` (read by ``predict`` only) and
+  ``loss_inputs`` (trunk inputs the loss reads too, CTC's ``attention_mask``; a label named
+  there reaches the trunk as well, ViT's ``bool_masked_pos``).
 
 A family file defines its trunk, one base for its heads and one line group per head::
 
@@ -104,6 +124,7 @@ from factory.models.configuration import Config
 from factory.models.generation import GenerationMixin, Seq2SeqGenerationMixin
 from factory.models.outputs import (
     CausalLMOutput,
+    ImageClassifierOutput,
     MaskedLMOutput,
     ModelOutput,
     MultipleChoiceOutput,
@@ -335,6 +356,8 @@ class TaskModel(nn.Module):
     #: Builds the trunk: ``trunk_class(config, **trunk_options)``.
     trunk_class: ClassVar[Callable[..., Trunk]]
     trunk_options: ClassVar[Mapping[str, Any]] = {}
+    #: The config key the trunk is built from when it is not the whole config (CLIP's ``vision_config``).
+    trunk_config: ClassVar[str | None] = None
     #: ``{checkpoint name: builder(config)}``: the head layers, applied in this order.
     head_layers: ClassVar[Mapping[str, LayerBuilder]] = {}
     #: What the head layers read from the trunk's output.
@@ -345,11 +368,13 @@ class TaskModel(nn.Module):
     label_names: ClassVar[tuple[str, ...]] = ("labels",)
     #: Keyword arguments of ``forward`` the head reads (in :meth:`predict`) and the trunk does not get.
     head_inputs: ClassVar[tuple[str, ...]] = ()
+    #: Inputs the trunk gets that :meth:`loss` reads too (by keyword); a label named here reaches the trunk as well.
+    loss_inputs: ClassVar[tuple[str, ...]] = ()
+    #: The input ``forward`` takes positionally: ``input_ids``, ``pixel_values``, ``input_values``...
+    main_input_name: ClassVar[str] = "input_ids"
     #: ``{dest: source}`` parameter names that are one tensor when ``config.tie_word_embeddings``.
     tied: ClassVar[Mapping[str, str]] = {}
 
-    #: The first positional argument of ``forward`` (``input_features`` for audio models).
-    main_input_name: ClassVar[str] = "input_ids"
     #: True when the trunk's modules are the task model's own, with no prefix in the checkpoint keys
     #: (T5's ``shared``, ``encoder``, ``decoder`` next to ``lm_head``): the task class then derives from
     #: ``trunk_class`` (after the head classes), whose ``__init__`` builds the trunk and whose ``forward``
@@ -368,7 +393,8 @@ class TaskModel(nn.Module):
     def __init__(self, config: Config) -> None:
         super().__init__(config)  # the family's base class (or the inline trunk): stores and checks the config
         if not self.inline_trunk:
-            setattr(self, self.base_model_prefix, self.trunk_class(config, **self.trunk_options))
+            trunk_config = config if self.trunk_config is None else getattr(config, self.trunk_config)
+            setattr(self, self.base_model_prefix, self.trunk_class(trunk_config, **self.trunk_options))
         for name, build in self.head_layers.items():
             setattr(self, name, build(config))
         self.tie_weights()
@@ -409,13 +435,21 @@ class TaskModel(nn.Module):
                     f"{type(self).__name__} got {self.main_input_name} twice (positionally and by keyword)"
                 )
             inputs[self.main_input_name] = main_input
-        labels = {name: inputs.pop(name, None) for name in self.label_names}
+        labels = {
+            name: inputs.get(name) if name in self.loss_inputs else inputs.pop(name, None) for name in self.label_names
+        }
         inputs = self.prepare_inputs(inputs, labels)
         out = self.run_trunk({k: v for k, v in inputs.items() if k not in self.head_inputs})
         predictions = self.predict(out, {**inputs, **labels})
-        loss = self.loss(**predictions, **labels) if any(v is not None for v in labels.values()) else None
+        losses: dict[str, Any] = {"loss": None}
+        if any(v is not None for v in labels.values()):
+            extra = {name: inputs.get(name) for name in self.loss_inputs if name not in labels}
+            loss = self.loss(**predictions, **labels, **extra)
+            losses = dict(loss) if isinstance(loss, Mapping) else {"loss": loss}
         carried = {name: getattr(out, name) for name in self._output_fields if hasattr(out, name)}
-        return self.output_class(**{**carried, "loss": loss, **predictions})
+        if not inputs.get("output_hidden_states"):
+            carried.pop("hidden_states", None)  # a head that reads every layer asked the trunk for them itself
+        return self.output_class(**{**carried, **losses, **predictions})
 
     def prepare_inputs(self, inputs: dict[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
         """The inputs as the trunk and the head will see them (encoder-decoders derive decoder inputs here)."""
@@ -440,8 +474,10 @@ class TaskModel(nn.Module):
         """
         return {"logits": self.run_head(self.pool(out, inputs))}
 
-    def loss(self, *args: Any, **kwargs: Any) -> torch.Tensor | None:
-        """Called with :meth:`predict`'s fields and the ``label_names`` by keyword, when a label is given.
+    def loss(self, *args: Any, **kwargs: Any) -> Any:
+        """Called with :meth:`predict`'s fields, the ``label_names`` and the ``loss_inputs`` by keyword, when a
+        label is given: the ``loss`` tensor, or a dict of output fields with ``loss`` among them (a loss made
+        of parts that are outputs too).
 
         The default is :func:`cross_entropy_loss` of ``logits`` and ``labels``.
         """
@@ -625,3 +661,139 @@ class Seq2SeqQuestionAnswering(Seq2SeqTaskModel, QuestionAnswering):
     """Span start/end logits per decoder position (the decoder reads the question shifted right)."""
 
     output_class = Seq2SeqQuestionAnsweringOutput
+
+
+# --- vision heads ------------------------------------------------------------------------
+def mean_tokens(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The mean of the last hidden state over every position (SigLIP's image classifier)."""
+    hidden: torch.Tensor = out.last_hidden_state
+    return hidden.mean(dim=1)
+
+
+class ImageClassification(SequenceClassification):
+    """One prediction per image (``pixel_values`` in); regression, single- or multi-label loss by ``problem_type``."""
+
+    output_class = ImageClassifierOutput
+    main_input_name = "pixel_values"
+
+
+# --- audio heads ---------------------------------------------------------------------------
+class AudioTrunk(Trunk, Protocol):
+    """What the audio heads need of a trunk besides :class:`Trunk`: how many frames a padded input keeps."""
+
+    def frame_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor: ...
+
+    def frame_mask(self, frames: int, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+
+def weighted_layers(model: TaskModel, out: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The last hidden state, or with ``config.use_weighted_layer_sum`` the softmax(``layer_weights``)-weighted
+    sum of every layer's hidden states (the embeddings' included)."""
+    if not getattr(model.config, "use_weighted_layer_sum", False):
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+    weights = cast(torch.Tensor, model.get_parameter("layer_weights")).softmax(dim=-1)
+    return (torch.stack(out.hidden_states, dim=1) * weights.view(-1, 1, 1)).sum(dim=1)
+
+
+def ctc_loss(logits: torch.Tensor, labels: torch.Tensor, frame_lengths: torch.Tensor, config: Any) -> torch.Tensor:
+    """transformers' CTC loss: targets are the labels that are neither -100 nor the blank ``pad_token_id``;
+    ``config.ctc_loss_reduction`` and ``ctc_zero_infinity`` as given."""
+    if int(labels.max()) >= config.vocab_size:
+        raise ModelInputError(
+            f"CTC labels must be below vocab_size ({config.vocab_size}), found {int(labels.max())}",
+            hint="encode the transcripts with this checkpoint's tokenizer; pad them with -100",
+        )
+    blank = config.pad_token_id
+    labels = labels.to(logits.device)
+    keep = (labels != -100) & (labels != blank)
+    log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+    with torch.backends.cudnn.flags(enabled=False):
+        return F.ctc_loss(
+            log_probs,
+            labels.masked_select(keep),
+            frame_lengths,
+            keep.sum(-1),
+            blank=blank,
+            reduction=config.ctc_loss_reduction,
+            zero_infinity=config.ctc_zero_infinity,
+        )
+
+
+class AudioTaskModel(TaskModel):
+    """Base of the audio heads: :func:`weighted_layers` pooling, with ``layer_weights`` (``num_hidden_layers + 1``)
+    when ``config.use_weighted_layer_sum`` (the trunk is then asked for every layer's hidden states)."""
+
+    pool = weighted_layers
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        if getattr(config, "use_weighted_layer_sum", False):
+            layers = config.num_hidden_layers + 1
+            self.layer_weights = nn.Parameter(torch.ones(layers) / layers)
+
+    @property
+    def audio_trunk(self) -> AudioTrunk:
+        return cast(AudioTrunk, self.trunk)
+
+    def run_trunk(self, inputs: dict[str, Any]) -> Any:
+        if getattr(self.config, "use_weighted_layer_sum", False):
+            inputs = {**inputs, "output_hidden_states": True}
+        return super().run_trunk(inputs)
+
+
+class CTC(TaskModel):
+    """Per-frame vocabulary logits (``lm_head``); ``labels [batch, target]`` padded with -100 give the CTC loss
+    (:func:`ctc_loss`) over each row's frames: ``trunk.frame_lengths`` of the ``attention_mask`` sums, or all."""
+
+    output_class = CausalLMOutput
+    loss_inputs = ("attention_mask",)
+    head_layers = {"dropout": dropout("final_dropout"), "lm_head": linear("vocab_size")}
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, frames = logits.shape[:2]
+        if attention_mask is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+        else:
+            lengths = cast(AudioTrunk, self.trunk).frame_lengths(attention_mask.sum(-1)).to(torch.long)
+        return ctc_loss(logits, labels, lengths, self.config)
+
+
+def _projector(config: Any) -> nn.Module:
+    return nn.Linear(config.hidden_size, config.classifier_proj_size)
+
+
+def _projected_classifier(config: Any) -> nn.Module:
+    return nn.Linear(config.classifier_proj_size, config.num_labels)
+
+
+class AudioClassification(AudioTaskModel):
+    """One label per utterance: ``projector``, the mean over each row's valid frames (``trunk.frame_mask`` of the
+    ``attention_mask``), ``classifier``; cross-entropy loss."""
+
+    output_class = SequenceClassifierOutput
+    head_layers = {"projector": _projector, "classifier": _projected_classifier}
+    projector: nn.Linear
+    classifier: nn.Linear
+
+    def predict(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        hidden = self.projector(self.pool(out, inputs))
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            valid = self.audio_trunk.frame_mask(hidden.shape[1], attention_mask)
+            pooled = hidden.masked_fill(~valid[..., None], 0.0).sum(dim=1) / valid.sum(dim=1, keepdim=True)
+        return {"logits": self.classifier(pooled)}
+
+
+class AudioFrameClassification(AudioTaskModel):
+    """A label per frame (speaker diarization): ``classifier`` on every frame; ``labels [batch, frames, num_labels]``
+    (one-hot) give the cross-entropy against their argmax, as transformers computes it."""
+
+    output_class = TokenClassifierOutput
+    head_layers = {"classifier": linear("num_labels")}
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_labels = logits.shape[-1]
+        return F.cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1, num_labels).argmax(dim=1))

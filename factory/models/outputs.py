@@ -82,6 +82,37 @@ class SequenceClassifierOutput(LogitsOutput):
     """Also used by next-sentence prediction, multiple choice and token classification."""
 
 
+class ImageClassifierOutput(LogitsOutput):
+    """Class logits ``[batch, num_labels]`` of an image classifier."""
+
+
+@dataclass
+class MaskedImageModelingOutput(ModelOutput):
+    """Reconstructed pixel values ``[batch, channels, height, width]`` (SimMIM); ``loss`` over the masked patches."""
+
+    loss: Tensor | None = None
+    reconstruction: Tensor = None
+    hidden_states: PerLayer = None
+    attentions: PerLayer = None
+
+
+@dataclass
+class ImageTextOutput(ModelOutput):
+    """A two-tower image-text model (CLIP, SigLIP): every image scored against every text.
+
+    ``logits_per_image`` is ``[images, texts]`` (its transpose is ``logits_per_text``); the embeddings are
+    normalised; the towers' own outputs come along.
+    """
+
+    loss: Tensor | None = None
+    logits_per_image: Tensor = None
+    logits_per_text: Tensor = None
+    text_embeds: Tensor = None
+    image_embeds: Tensor = None
+    text_model_output: BaseModelOutput | None = None
+    vision_model_output: BaseModelOutput | None = None
+
+
 @dataclass
 class MoeModelOutput(BaseModelOutput):
     """A mixture-of-experts trunk's output; ``router_logits``: per sparse layer ``[batch * seq, experts]``."""

@@ -540,6 +540,57 @@ def test_legacy_layernorm_names(tmp_path: Path):
     assert torch.equal(model.LayerNorm.weight, torch.full((4,), 3.0))
 
 
+def test_legacy_weight_norm_names(tmp_path: Path):
+    """torch's old ``weight_norm`` names (``weight_g``/``weight_v``) load into its parametrization's."""
+
+    class Normed(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(2, 2, 3), dim=2)
+            self.weight_gate = nn.Parameter(torch.zeros(2))  # not a weight-norm name: left as it is
+
+    g, v = torch.full((1, 1, 3), 2.0), torch.randn(2, 2, 3)
+    state = {"conv.weight_g": g, "conv.weight_v": v, "conv.bias": torch.ones(2), "weight_gate": torch.ones(2)}
+    model = empty_model(Normed, TinyConfig())
+    report = load_weights(model, [write_checkpoint(tmp_path / "c", state)])
+    assert report.missing == report.unexpected == ()
+    assert torch.equal(model.conv.parametrizations.weight.original0, g)
+    assert torch.equal(model.conv.parametrizations.weight.original1, v)
+    torch.testing.assert_close(model.conv.weight, torch._weight_norm(v, g, 2))
+    assert torch.equal(model.weight_gate, torch.ones(2))
+
+
+def test_checkpoint_conversion_mapping(tmp_path: Path):
+    """A model's ``_checkpoint_conversion_mapping`` ({regex: replacement}, in order) renames old checkpoint keys,
+    before the base-model prefix is added or stripped; keys the model has are never renamed."""
+
+    class Body(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(2, 2)])
+            self.output = nn.Linear(2, 2)
+
+    class Renaming(nn.Module):
+        base_model_prefix = "body"
+        _checkpoint_conversion_mapping = {r"(^|\.)encoder\.layer\.": r"\1layers.", r"\.dense\.": "."}
+
+        def __init__(self, config):
+            super().__init__()
+            self.body = Body(config)
+
+    state = {
+        "encoder.layer.0.dense.weight": torch.ones(2, 2),
+        "encoder.layer.0.dense.bias": torch.zeros(2),
+        "output.weight": torch.eye(2),
+        "output.bias": torch.ones(2),
+    }
+    model = empty_model(Renaming, TinyConfig())
+    report = load_weights(model, [write_checkpoint(tmp_path / "c", state)])
+    assert report.missing == report.unexpected == ()
+    assert torch.equal(model.body.layers[0].weight, torch.ones(2, 2))
+    assert torch.equal(model.body.output.weight, torch.eye(2))
+
+
 def test_keys_to_ignore_on_load(tmp_path: Path, source: TinyLM):
     class Ignoring(TinyLM):
         _keys_to_ignore_on_load_unexpected = [r"\.attn\.masked_bias$"]

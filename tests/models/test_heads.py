@@ -10,7 +10,12 @@ from torch import nn
 from factory.errors import ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.outputs import BaseModelOutput, QuestionAnsweringOutput, SequenceClassifierOutput
+from factory.models.outputs import (
+    BaseModelOutput,
+    MaskedImageModelingOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+)
 
 
 class ToyConfig(Config):
@@ -206,3 +211,75 @@ def test_layer_builders():
     layer = heads.linear("vocab_size", bias=False)(config)
     assert (layer.in_features, layer.out_features, layer.bias) == (6, 11, None)
     assert heads.linear(2)(config).out_features == 2
+
+
+# --- the mechanism's options for other inputs and losses ----------------------------------------------------
+class ToyPairConfig(Config):
+    model_type = "toy-pair"
+    sub_configs = {"inner": ToyConfig}
+    inner: ToyConfig
+
+
+class ToyPairPreTrained(nn.Module):
+    config_class = ToyPairConfig
+    base_model_prefix = "toy"
+
+    def __init__(self, config: ToyPairConfig) -> None:
+        super().__init__()
+        self.config = config
+
+
+class ToyMaskingModel(ToyModel):
+    """Reads ``keep`` as ViT's trunk reads ``bool_masked_pos``: positions not kept are zeroed."""
+
+    def forward(self, inputs_embeds=None, keep=None, **inputs):
+        if keep is not None:
+            inputs_embeds = inputs_embeds * keep[..., None]
+        return super().forward(inputs_embeds=inputs_embeds, **inputs)
+
+
+class ToyForReconstruction(heads.TaskModel, ToyPairPreTrained):
+    """Built from a sub-config; the loss reads a label the trunk also gets and another trunk input, in parts."""
+
+    trunk_class = ToyMaskingModel
+    trunk_config = "inner"
+    main_input_name = "inputs_embeds"
+    output_class = MaskedImageModelingOutput
+    label_names = ("keep",)
+    loss_inputs = ("keep", "inputs_embeds")
+
+    def predict(self, out, inputs):
+        return {"reconstruction": out.last_hidden_state}
+
+    def loss(self, reconstruction, keep, inputs_embeds):
+        error = ((reconstruction - inputs_embeds) ** 2 * keep[..., None]).sum()
+        return {"loss": error, "attentions": (error,)}  # a dict: the loss and other output fields
+
+
+def test_trunk_config_main_input_loss_inputs_and_loss_parts():
+    model = ToyForReconstruction(ToyPairConfig(inner={"hidden_size": 5})).eval()
+    assert model.toy.dense.in_features == 5  # the trunk was built from the sub-config
+    embeds, keep = torch.randn(2, 3, 5), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    with torch.no_grad():
+        plain = model(embeds)  # positionally: main_input_name
+        out = model(embeds, keep=keep)
+    assert plain.loss is None and plain.keys() == ["reconstruction"]
+    expected = ((out.reconstruction - embeds) ** 2 * keep[..., None]).sum()
+    torch.testing.assert_close(out.loss, expected)
+    with torch.no_grad():  # the label reached the trunk too
+        torch.testing.assert_close(out.reconstruction, model.toy(embeds * keep[..., None]).last_hidden_state)
+    assert out.attentions == (out.loss,)
+
+
+def test_hidden_states_only_when_asked():
+    model = ToyForTokenClassification(ToyConfig(num_labels=5)).eval()
+
+    class Eager(ToyForTokenClassification):  # a head whose trunk always returns the hidden states
+        def run_trunk(self, inputs):
+            return super().run_trunk({**inputs, "output_hidden_states": True})
+
+    eager = Eager(ToyConfig(num_labels=5)).eval()
+    ids, _ = _ids()
+    with torch.no_grad():
+        assert eager(ids).hidden_states is None and len(eager(ids, output_hidden_states=True).hidden_states) == 2
+        assert model(ids).hidden_states is None
