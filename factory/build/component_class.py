@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.components.files import read_json_object
-from factory.errors import ConfigError
+from factory.errors import ConfigError, PreprocessorFileError, TokenizerFileError
 from factory.registry.table import Table, suggest
 
 CONFIG_FILE = "config.json"
@@ -231,7 +231,8 @@ def _read(path: Path, cache: dict[str, Mapping[str, Any] | None], decision: Deci
     cache[path.name] = None
     if not path.exists():
         return None
-    data = read_json_object(path, error=ConfigError)
+    error = TokenizerFileError if path.name.startswith("tokenizer") else PreprocessorFileError
+    data = read_json_object(path, error=error)
     cache[path.name] = data
     decision.read.append(path.name)
     return data

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import FactoryError, PreprocessorFileError, SaveError, UntrustedCodeWarning
+from factory.untrusted import read_json
 
 __all__ = [
     "PREPROCESSOR_FILE",
@@ -36,26 +37,9 @@ CODE_KEYS = ("auto_map",)
 
 
 def read_json_object(path: Path, *, error: type[FactoryError] = PreprocessorFileError) -> dict[str, Any]:
-    """An untrusted JSON file holding an object (a regular file, bounded size, bounded nesting)."""
-    hint = "regenerate it with save_pretrained"
-    if not path.is_file():
-        found = "a directory or special file" if path.exists() else "nothing"
-        raise error(f"expected a JSON file, found {found}", file=path, hint=hint)
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise error(f"{size} bytes is more than a preprocessing file may hold ({MAX_BYTES})", file=path, hint=hint)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise error(f"cannot be read: {exc.strerror or exc}", file=path) from None
-    except UnicodeDecodeError:
-        raise error("is not UTF-8 text", file=path, hint=hint) from None
-    except json.JSONDecodeError as exc:
-        raise error(f"is not valid JSON: {exc.msg}", file=path, line=exc.lineno, column=exc.colno, hint=hint) from None
-    except RecursionError:
-        raise error("JSON nested too deeply", file=path, hint=hint) from None
-    if not isinstance(data, dict):
-        raise error(f"must hold a JSON object, found {type(data).__name__}", file=path, hint=hint)
+    """An untrusted JSON file holding an object (:func:`factory.untrusted.read_json`: a regular file, bounded
+    size, bounded nesting), errors raised as ``error``."""
+    data: dict[str, Any] = read_json(path, max_bytes=MAX_BYTES, error=error, hint="regenerate it with save_pretrained")
     return data
 
 

@@ -659,18 +659,7 @@ class Tokenizer:
         )
         if cleanup and type(self._backend.model).__name__ != "BPE":  # destructive for BPE, as transformers says
             text = _clean_up_tokenization(text)
-        suffix = self._word_end_suffix()
-        if suffix:  # CLIP's BPE marks word ends ("cat</w>") that its byte-level decoder keeps: spaces, as transformers
-            text = text.replace(suffix, " ").strip()
         return text
-
-    def _word_end_suffix(self) -> str | None:
-        """A BPE model's ``end_of_word_suffix`` that the decoder leaves in the text (not a ``BPEDecoder``)."""
-        model = self._backend.model
-        if type(model).__name__ != "BPE" or type(self._backend.decoder).__name__ == "BPEDecoder":
-            return None
-        suffix: str | None = getattr(model, "end_of_word_suffix", None)
-        return suffix or None
 
     def batch_decode(
         self, sequences: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None

@@ -11,7 +11,9 @@ import pytest
 
 import factory
 from factory.cli.main import main
-from factory.errors import ConfigError
+from factory.errors import ConfigError, PreprocessorFileError
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytest.importorskip("transformers")
 pytest.importorskip("PIL")
@@ -39,6 +41,12 @@ def steps(task: str, directory: Path) -> list[dict]:
 
 def step(chain: list[dict], name: str) -> dict:
     return next(s for s in chain if s["step"] == name)
+
+
+def line_of(arch: str, start: str) -> int:
+    """The line of ``registry.d/models/<arch>.yaml`` that starts with ``start``."""
+    lines = (REPO / "registry.d" / "models" / f"{arch}.yaml").read_text(encoding="utf-8").splitlines()
+    return next(number for number, text in enumerate(lines, 1) if text.startswith(start))
 
 
 @pytest.mark.parametrize(
@@ -75,7 +83,8 @@ def test_preprocessor_config_alone_builds_the_native_component(tmp_path, task, c
     obj = factory.build(task, directory)
     assert f"{type(obj).__module__}.{type(obj).__qualname__}" == built
     assert obj.factory_provenance["architecture"] == arch
-    assert obj.factory_provenance["registration"].endswith(f"registry.d/models/{arch}.yaml:8")
+    line = line_of(arch, f"  {task}: factory.")
+    assert obj.factory_provenance["registration"].endswith(f"registry.d/models/{arch}.yaml:{line}")
     chain = steps(task, directory)
     decided = step(chain, "component class")
     assert "preprocessor_config.json" in decided["result"] and f"-> architecture {arch!r}" in decided["result"]
@@ -197,14 +206,14 @@ def test_no_component_file_and_no_config_is_a_clear_error(tmp_path):
 )
 def test_malformed_component_files(tmp_path, text, message):
     (tmp_path / "preprocessor_config.json").write_text(text)
-    with pytest.raises(ConfigError, match=message) as err:
+    with pytest.raises((ConfigError, PreprocessorFileError), match=message) as err:
         factory.build("image-processor", tmp_path)
     assert err.value.file == str(tmp_path / "preprocessor_config.json")
 
 
 def test_a_directory_named_like_a_component_file(tmp_path):
     (tmp_path / "preprocessor_config.json").mkdir()
-    with pytest.raises(ConfigError, match="expected a JSON file"):
+    with pytest.raises(PreprocessorFileError, match="is a directory, not a regular file"):
         factory.build("image-processor", tmp_path)
 
 
@@ -218,8 +227,9 @@ def test_auto_map_is_never_followed(tmp_path):
 
 def test_model_tasks_still_need_config_json(tmp_path):
     saved(tmp_path, ViTImageProcessor())
-    with pytest.raises(ConfigError, match="no config.json"):
+    with pytest.raises(ConfigError, match="does not exist") as err:
         factory.build("image-classification", tmp_path)
+    assert Path(err.value.file).name == "config.json"
 
 
 def test_explain_and_show_on_the_command_line(tmp_path, capsys):
@@ -230,12 +240,13 @@ def test_explain_and_show_on_the_command_line(tmp_path, capsys):
         "component class: preprocessor_config.json image_processor_type = 'ViTImageProcessor' -> architecture 'vit'"
         in out
     )
-    assert "at registry.d/models/vit.yaml:10" in out
+    assert f"at registry.d/models/vit.yaml:{line_of('vit', '  image-processor: [ViTImageProcessor]')}" in out
     assert "shadows: image-processor class ViTImageProcessor -> vit (pack layer)" in out
     assert main(["show", "whisper"]) == 0
     out = capsys.readouterr().out
     assert "component classes (a checkpoint file naming one is built by the architecture it points to):" in out
-    assert "feature-extractor            WhisperFeatureExtractor  [registry.d/models/whisper.yaml:12]" in out
+    line = line_of("whisper", "  feature-extractor: [WhisperFeatureExtractor]")
+    assert f"feature-extractor            WhisperFeatureExtractor  [registry.d/models/whisper.yaml:{line}]" in out
     assert main(["show", "whisper", "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
     classes = {(c["task"], c["class"]): c for c in info["component_classes"]}

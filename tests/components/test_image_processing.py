@@ -275,7 +275,7 @@ def test_bad_files_name_the_file(tmp_path):
         assert ViTImageProcessor.from_directory(tmp_path).size == {"height": 224, "width": 224}
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "preprocessor_config.json").mkdir()
-    with pytest.raises(PreprocessorFileError, match="expected a JSON file"):
+    with pytest.raises(PreprocessorFileError, match="is a directory, not a regular file"):
         ViTImageProcessor.from_directory(tmp_path / "sub")
 
 
