@@ -241,7 +241,8 @@ class GemmaAttention(Attention):
         if self.softcap is None:
             return super()._attend(q, k, v, mask)
         # transformers' eager path: scores, cap, mask (dtype minimum), float32 softmax, values.
-        k, v = k.repeat_interleave(self.groups, dim=1), v.repeat_interleave(self.groups, dim=1)
+        groups = q.shape[1] // k.shape[1]  # from the tensors: a tensor-parallel rank holds a share of the heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling
         scores = torch.tanh(scores / self.softcap) * self.softcap
         if mask is None and q.shape[2] > 1:  # causal_mask leaves plain causal attention to SDPA's is_causal

@@ -75,7 +75,66 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             ),
             root / "granite",
         ),
+        **family_checkpoints(root),
     }
+
+
+def family_checkpoints(root: Path) -> dict[str, str]:
+    """One tiny checkpoint per family whose tensor-parallel plan the two-rank run checks: Gemma 2 (sliding
+    window shorter than the prompt, soft-capped attention and logits, one kv head below tp), Gemma 3 (q/k
+    norms), the MoE decoders (experts split, the router whole; Qwen2-MoE's shared expert and a dense layer),
+    RoBERTa (padding id 1, tied lm_head with its bias) and DistilBERT (tied vocab_projector)."""
+    T = transformers
+    torch.manual_seed(0)
+    small = dict(vocab_size=96, hidden_size=32, num_attention_heads=4, max_position_embeddings=64)
+    decoder = dict(small, num_hidden_layers=2, head_dim=8, tie_word_embeddings=True)
+    moe = dict(small, num_hidden_layers=2, num_key_value_heads=2, num_experts_per_tok=2, tie_word_embeddings=False)
+    models = {
+        "gemma2": T.Gemma2ForCausalLM(
+            T.Gemma2Config(
+                **decoder,
+                intermediate_size=48,
+                num_key_value_heads=1,
+                sliding_window=4,
+                attn_logit_softcapping=5.0,
+                final_logit_softcapping=3.0,
+            )
+        ),
+        "gemma3_text": T.Gemma3ForCausalLM(
+            T.Gemma3TextConfig(**decoder, intermediate_size=48, num_key_value_heads=2, sliding_window=4)
+        ),
+        "mixtral": T.MixtralForCausalLM(T.MixtralConfig(**moe, intermediate_size=24, num_local_experts=4)),
+        "qwen2_moe": T.Qwen2MoeForCausalLM(
+            T.Qwen2MoeConfig(
+                **moe,
+                intermediate_size=40,
+                moe_intermediate_size=24,
+                shared_expert_intermediate_size=16,
+                num_experts=4,
+                mlp_only_layers=[1],
+                use_sliding_window=True,  # without it transformers writes sliding_window=0, which factory refuses
+                sliding_window=4,
+            )
+        ),
+        "roberta": T.RobertaForMaskedLM(
+            T.RobertaConfig(**dict(small, vocab_size=97), num_hidden_layers=2, intermediate_size=48)
+        ),
+        "distilbert": T.DistilBertForMaskedLM(
+            T.DistilBertConfig(vocab_size=97, dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=64)
+        ),
+    }
+    return {name: save_pretrained(model, root / name) for name, model in models.items()}
+
+
+#: The families of :func:`family_checkpoints`: (scenario name, task, greedy tokens to generate).
+FAMILIES = [
+    ("gemma2", "causal-lm", 6),
+    ("gemma3_text", "causal-lm", 4),
+    ("mixtral", "causal-lm", 4),
+    ("qwen2_moe", "causal-lm", 4),
+    ("roberta", "masked-lm", 0),
+    ("distilbert", "masked-lm", 0),
+]
 
 
 def scenarios(ckpt: dict[str, str]) -> list[dict[str, Any]]:
@@ -108,6 +167,10 @@ def scenarios(ckpt: dict[str, str]) -> list[dict[str, Any]]:
         {"name": "gpt2", "task": "causal-lm", "path": ckpt["gpt2"], "inputs": CAUSAL, "generate": 6},
         {"name": "bert", "task": "masked-lm", "path": ckpt["bert"], "inputs": {"input_ids": IDS}},
         {"name": "granite", "task": "causal-lm", "path": ckpt["granite"], "inputs": CAUSAL, "generate": 4},
+        *(
+            {"name": name, "task": task, "path": ckpt[name], "inputs": CAUSAL, **({"generate": n} if n else {})}
+            for name, task, n in FAMILIES
+        ),
         {"name": "tp_not_world", "task": "causal-lm", "path": ckpt["llama"], "tp": 3, "inputs": CAUSAL},
         {"name": "device_not_backend", "task": "causal-lm", "path": ckpt["llama"], "device": "meta", "inputs": CAUSAL},
     ]
@@ -185,7 +248,9 @@ def spec_of(checkpoints: dict[str, str], name: str, four: bool = False) -> dict[
     return next(s for s in (four_rank_scenarios if four else scenarios)(checkpoints) if s["name"] == name)
 
 
-@pytest.mark.parametrize("name", ["llama", "qwen3", "gpt2", "bert", "llama_kv1", "granite"])
+@pytest.mark.parametrize(
+    "name", ["llama", "qwen3", "gpt2", "bert", "llama_kv1", "granite", *(name for name, _, _ in FAMILIES)]
+)
 def test_two_ranks_equal_one_process(two_ranks, checkpoints, name):
     check_against_one_process(two_ranks, spec_of(checkpoints, name))
 
