@@ -207,6 +207,18 @@ def test_the_shipped_native_plans_are_clean(tmp_path):
     assert findings(root, imports=True) == []
 
 
+def test_every_shipped_native_architecture_has_a_plan():
+    """Each native family says how it splits (tensor-parallel rules or FSDP2 units only); the test above
+    checks every plan's paths against its meta-built models."""
+    shipped = table(REGISTRY)
+    native = {r.architecture for r in shipped.registrations.values() if r.builder == "native"}
+    missing = sorted(a for a in native if shipped.architectures[a].parallel_for("native") is None)
+    assert missing == []
+    for arch in native:
+        plan = shipped.architectures[arch].parallel_for("native")
+        assert plan.fsdp, arch  # every plan names its FSDP2 units
+
+
 def test_diff_reports_a_changed_style_with_file_and_line(tmp_path, capsys):
     old = registry(tmp_path / "old" / "registry.d", {"llama.yaml": llama()})
     changed = (
