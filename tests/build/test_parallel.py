@@ -80,10 +80,10 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def family_checkpoints(root: Path) -> dict[str, str]:
-    """One tiny checkpoint per family whose tensor-parallel plan the two-rank run checks: Gemma 2 (sliding
-    window shorter than the prompt, soft-capped attention and logits, one kv head below tp), Gemma 3 (q/k
-    norms), the MoE decoders (experts split, the router whole; Qwen2-MoE's shared expert and a dense layer),
-    RoBERTa (padding id 1, tied lm_head with its bias) and DistilBERT (tied vocab_projector)."""
+    """One tiny checkpoint per family whose tensor-parallel plan the two-rank run checks: Gemma (scaled, tied
+    embeddings), Gemma 2 (sliding window shorter than the prompt, soft-capped attention and logits, one kv head
+    below tp), Gemma 3 (q/k norms), the MoE decoders (experts split, the router whole; Qwen2-MoE's shared expert
+    and a dense layer), RoBERTa (padding id 1, tied lm_head with its bias) and DistilBERT (tied vocab_projector)."""
     T = transformers
     torch.manual_seed(0)
     small = dict(vocab_size=96, hidden_size=32, num_attention_heads=4, max_position_embeddings=64)
@@ -100,6 +100,7 @@ def family_checkpoints(root: Path) -> dict[str, str]:
                 final_logit_softcapping=3.0,
             )
         ),
+        "gemma": T.GemmaForCausalLM(T.GemmaConfig(**decoder, intermediate_size=48, num_key_value_heads=2)),
         "gemma3_text": T.Gemma3ForCausalLM(
             T.Gemma3TextConfig(**decoder, intermediate_size=48, num_key_value_heads=2, sliding_window=4)
         ),
@@ -116,6 +117,9 @@ def family_checkpoints(root: Path) -> dict[str, str]:
                 sliding_window=4,
             )
         ),
+        "qwen3_moe": T.Qwen3MoeForCausalLM(
+            T.Qwen3MoeConfig(**moe, head_dim=8, intermediate_size=40, moe_intermediate_size=24, num_experts=4)
+        ),
         "roberta": T.RobertaForMaskedLM(
             T.RobertaConfig(**dict(small, vocab_size=97), num_hidden_layers=2, intermediate_size=48)
         ),
@@ -128,10 +132,12 @@ def family_checkpoints(root: Path) -> dict[str, str]:
 
 #: The families of :func:`family_checkpoints`: (scenario name, task, greedy tokens to generate).
 FAMILIES = [
+    ("gemma", "causal-lm", 0),
     ("gemma2", "causal-lm", 6),
     ("gemma3_text", "causal-lm", 4),
     ("mixtral", "causal-lm", 4),
     ("qwen2_moe", "causal-lm", 4),
+    ("qwen3_moe", "causal-lm", 0),
     ("roberta", "masked-lm", 0),
     ("distilbert", "masked-lm", 0),
 ]
