@@ -80,7 +80,8 @@ LIMITS: Mapping[str, Limit] = {
         ),
         _HEADS,
     ),
-    **dict.fromkeys(("max_position_embeddings", "n_positions", "n_ctx", "sliding_window"), _POSITIONS),
+    **dict.fromkeys(("max_position_embeddings", "n_positions", "n_ctx"), _POSITIONS),
+    "sliding_window": (0, _POSITIONS[1]),  # 0: no window (what transformers writes for Qwen2-MoE without one)
     **dict.fromkeys(("num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok"), (0, 1 << 16)),
     **dict.fromkeys(
         (

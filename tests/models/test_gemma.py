@@ -187,7 +187,7 @@ def test_bad_gemma3_rope_parameters_are_refused():
     [
         ({"layer_types": ["sliding_attention"]}, "1 layer_types for num_hidden_layers=2"),
         ({"layer_types": ["local", "global"]}, "layer_types ['global', 'local']"),
-        ({"sliding_window": -3}, "sliding_window must be an integer from 1 to"),
+        ({"sliding_window": -3}, "sliding_window must be an integer from 0 to"),
         ({"hidden_activation": "swiglu"}, "hidden_activation='swiglu' is not supported"),
     ],
 )

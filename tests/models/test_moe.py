@@ -274,3 +274,11 @@ def test_qwen_tokenizer_matches_transformers(tmp_path):
         assert a["input_ids"] == b["input_ids"] and a["attention_mask"] == b["attention_mask"], kwargs
     ids = theirs(texts[1])["input_ids"]
     assert ours.decode(ids) == theirs.decode(ids) == texts[1]
+
+
+def test_qwen2_moe_without_a_window_loads_as_transformers_saves_it():
+    """transformers writes ``sliding_window: 0`` for a Qwen2-MoE without one; that config builds and round-trips."""
+    saved = {**BASE, **TestMoe.VARIANTS["qwen2moe-shared"].config, "use_sliding_window": False, "sliding_window": 0}
+    config = native.Qwen2MoeConfig.from_dict(saved)
+    assert config.sliding_window == 0 and not config.use_sliding_window
+    native.Qwen2MoeForCausalLM(config)  # constructs: no window on any layer
