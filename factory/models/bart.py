@@ -30,6 +30,7 @@ from torch import nn
 
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
+from factory.models.initialisation import default_init
 from factory.models.outputs import BaseModelOutput
 from factory.models.seq2seq import (
     DecoderLayer,
@@ -42,7 +43,6 @@ from factory.models.seq2seq import (
     activation,
     check_heads,
     embeddings_or_ids,
-    init_weights,
     padding_mask,
     run_stack,
 )
@@ -144,7 +144,7 @@ class BartPreTrainedModel(nn.Module):
         self.config = config
 
     def _init_weights(self, module: nn.Module) -> None:
-        init_weights(module, self.config.init_std)
+        default_init(module, self.config.init_std)
         if isinstance(module, BartForConditionalGeneration):
             module.final_logits_bias.zero_()
 

@@ -31,6 +31,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
+from factory.models.initialisation import default_init
 from factory.models.llama import KVCache, causal_mask
 from factory.models.outputs import BaseModelOutput, NextSentencePredictorOutput, PreTrainingOutput
 
@@ -425,24 +426,6 @@ class BertPreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
-@torch.no_grad()
-def init_weights(module: nn.Module, std: float) -> None:
-    """transformers' default initialisation: N(0, std) weights, zero biases and padding rows, unit norms."""
-    if isinstance(module, nn.Linear):
-        module.weight.normal_(0.0, std)
-        if module.bias is not None:
-            module.bias.zero_()
-    elif isinstance(module, nn.Embedding):
-        module.weight.normal_(0.0, std)
-        if module.padding_idx is not None:
-            module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm):
-        if module.weight is not None:
-            module.weight.fill_(1.0)
-        if module.bias is not None:
-            module.bias.zero_()
-
-
 class BertPreTrainedModel(nn.Module):
     """What every BERT model class shares: config class, prefix, config checks and init."""
 
@@ -466,7 +449,7 @@ class BertPreTrainedModel(nn.Module):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """transformers' initialisation (:func:`init_weights`), zero LM-head biases."""
-        init_weights(module, self.config.initializer_range)
+        default_init(module, self.config.initializer_range)
         if isinstance(module, self._lm_heads):
             cast(nn.Parameter, module.bias).zero_()
             # ``apply`` visits the decoder after the embeddings: keep the tied padding row zero.

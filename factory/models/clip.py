@@ -29,7 +29,8 @@ from torch import nn
 from factory.models import heads
 from factory.models.configuration import Config
 from factory.models.image_text import ImageTextPair, TextTower, check_pairs
-from factory.models.layers import Encoder, VisionEmbeddings, causal_padding_mask, check_pixel_values, default_init
+from factory.models.initialisation import default_init
+from factory.models.layers import Encoder, VisionEmbeddings, causal_padding_mask, check_pixel_values
 from factory.models.outputs import BaseModelOutput
 
 

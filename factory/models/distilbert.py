@@ -33,12 +33,12 @@ from factory.models.bert import (
     BertSelfAttention,
     LayerCache,
     check_length,
-    init_weights,
     input_shape,
     padding_mask,
     run_layers,
 )
 from factory.models.configuration import Config
+from factory.models.initialisation import default_init
 from factory.models.outputs import BaseModelOutput
 
 #: transformers' DistilBERT LayerNorms use a fixed epsilon, not a config key.
@@ -160,7 +160,7 @@ class DistilBertPreTrainedModel(nn.Module):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """transformers' initialisation; the sinusoidal table when ``sinusoidal_pos_embds``."""
-        init_weights(module, self.config.initializer_range)
+        default_init(module, self.config.initializer_range)
         trunk = cast(DistilBertModel, getattr(self, self.base_model_prefix, self))
         if self.config.sinusoidal_pos_embds and module is trunk.embeddings.position_embeddings:
             module.weight.copy_(sinusoidal_positions(self.config.max_position_embeddings, self.config.dim))

@@ -79,22 +79,6 @@ def check_heads(config: Any, hidden: int, *heads: tuple[str, int]) -> None:
             )
 
 
-@torch.no_grad()
-def init_weights(module: nn.Module, std: float) -> None:
-    """transformers' default initialisation: N(0, std) weights, zero biases and padding rows, unit norms."""
-    if isinstance(module, (nn.Linear, nn.Conv1d)):
-        module.weight.normal_(0.0, std)
-        if module.bias is not None:
-            module.bias.zero_()
-    elif isinstance(module, nn.Embedding):
-        module.weight.normal_(0.0, std)
-        if module.padding_idx is not None:
-            module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm):
-        module.weight.fill_(1.0)
-        module.bias.zero_()
-
-
 # --- attention ------------------------------------------------------------------------------
 class Attention(nn.Module):
     """Multi-head attention: self-attention over the (cached) sequence, or cross-attention over the encoder.

@@ -26,13 +26,13 @@ from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
 from factory.models.image_text import ImageTextPair, TextTower, check_pairs
+from factory.models.initialisation import default_init
 from factory.models.layers import (
     MLP,
     Encoder,
     VisionEmbeddings,
     activation,
     check_pixel_values,
-    default_init,
     padding_mask,
 )
 from factory.models.outputs import BaseModelOutput

@@ -26,11 +26,11 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
+from factory.models.initialisation import default_init
 from factory.models.layers import (
     SelfAttention,
     activation,
     check_pixel_values,
-    default_init,
     image_positions,
     padding_mask,
     run_layers,

@@ -42,7 +42,8 @@ from torch.nn.utils import parametrize
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.configuration import Config
-from factory.models.layers import SelfAttention, activation, attend, default_init, padding_mask, run_layers
+from factory.models.initialisation import default_init
+from factory.models.layers import SelfAttention, activation, attend, padding_mask, run_layers
 from factory.models.outputs import ModelOutput, PerLayer, Tensor
 
 

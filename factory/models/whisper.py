@@ -39,6 +39,7 @@ from torch import nn
 from factory.errors import ConfigError, ModelInputError
 from factory.models import heads
 from factory.models.generation import GenerationError, generate_seq2seq, generation_defaults
+from factory.models.initialisation import default_init
 from factory.models.outputs import BaseModelOutput, SequenceClassifierOutput
 from factory.models.seq2seq import (
     Cache,
@@ -51,7 +52,6 @@ from factory.models.seq2seq import (
     LayerStyle,
     activation,
     check_heads,
-    init_weights,
     run_stack,
 )
 
@@ -161,7 +161,7 @@ class WhisperPreTrainedModel(nn.Module):
         if isinstance(module, SinusoidalPositions):
             module.reset_parameters()
             return
-        init_weights(module, self.config.init_std)
+        default_init(module, self.config.init_std)
         layer_weights = getattr(module, "layer_weights", None)
         if isinstance(module, WhisperForAudioClassification) and layer_weights is not None:
             layer_weights.fill_(1.0 / (self.config.encoder_layers + 1))
