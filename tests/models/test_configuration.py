@@ -42,7 +42,7 @@ from factory.models.llama import LlamaConfig, MistralConfig, Qwen2Config, Qwen3C
         (LlamaConfig, {"rope_theta": float("nan")}, "rope_parameters.rope_theta", "must be a finite number"),
         (LlamaConfig, {"rope_theta": -1.0}, "rope_parameters.rope_theta", "must be a number from"),
         (LlamaConfig, {"pretraining_tp": 0}, "pretraining_tp", "must be an integer from 1 to 1024"),
-        (MistralConfig, {"sliding_window": -4}, "sliding_window", "must be an integer from 1 to"),
+        (MistralConfig, {"sliding_window": -4}, "sliding_window", "must be an integer from 0 to"),
         (Qwen2Config, {"max_window_layers": -1}, "max_window_layers", "must be an integer from 0 to 1024"),
         (Qwen3Config, {"head_dim": 0}, "head_dim", "must be an integer from 1 to 131072"),
         (Qwen3Config, {"rms_norm_eps": -1e-6}, "rms_norm_eps", "must be a number from 0.0 to 1.0"),
