@@ -138,13 +138,8 @@ def generation_defaults(model: Any, generation_config: Any = None) -> Generation
     file = _generation_config(model, generation_config)
     values: dict[str, Any] = {key: _token_id(_setting(key, None, file, config), key) for key in _SINGLE_IDS}
     values.update({key: _token_ids(_setting(key, None, file, config), key) for key in _ID_LISTS})
-    if isinstance(file, GenerationConfig):
-        given = file.to_dict()
-    elif isinstance(file, Mapping):
-        given = dict(file)
-    else:
-        to_dict = getattr(file, "to_dict", None)
-        given = dict(to_dict()) if callable(to_dict) else {}
+    to_dict = getattr(file, "to_dict", None)  # GenerationConfig (what it sets) or another library's config
+    given = dict(file) if isinstance(file, Mapping) else dict(to_dict()) if callable(to_dict) else {}
     known = {*_SINGLE_IDS, *_ID_LISTS}
     return GenerationDefaults(**values, extra={k: v for k, v in given.items() if k not in known})
 
